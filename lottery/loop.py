@@ -1,0 +1,108 @@
+"""The score -> select loop, shared by the callback and by `prune` (pruning without Lightning)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager, nullcontext
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from lottery import select as sel
+from lottery.masking import masked
+from lottery.pruning import Pruner, get
+from lottery.schedule import per_round_fraction
+from lottery.ticket import Ticket
+
+
+@contextmanager
+def seeded(seed: int | None) -> Iterator[None]:
+    """Run with torch's CPU generator seeded by `seed`, leaving the global generator as it was."""
+    if seed is None:
+        with nullcontext():
+            yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed % (2**63))
+        yield
+
+
+def check_fraction(name: str, value: float | None) -> None:
+    """Raise unless `value` is None or strictly between 0 and 1."""
+    if value is not None and not (isinstance(value, (int, float)) and 0.0 < float(value) < 1.0):
+        raise ValueError(f"{name} must be strictly between 0 and 1, got {value!r}")
+
+
+class Plan:
+    """What to prune in a model: prunable names, their sizes and per-round fractions, the scope."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        prune_fraction: float,
+        scope: str = "global",
+        fractions: Mapping[str, float] | None = None,
+        exclude: Iterable[str] = (),
+    ) -> None:
+        if scope not in sel.SCOPES:
+            raise ValueError(f"scope={scope!r} is not allowed; use one of {sel.SCOPES}")
+        params = dict(model.named_parameters())
+        self.names = sel.prunable(model, tuple(exclude))
+        self.sizes = {n: params[n].numel() for n in self.names}
+        self.fractions = sel.layer_fractions(self.names, prune_fraction, fractions)
+        self.prune_fraction = prune_fraction
+        self.scope = scope
+
+    def dense_masks(self, model: nn.Module) -> dict[str, Tensor]:
+        """All-True masks for the prunable parameters."""
+        params = dict(model.named_parameters())
+        return {n: torch.ones_like(params[n], dtype=torch.bool) for n in self.names}
+
+    def step(self, model: nn.Module, pruner: Pruner, masks: Mapping[str, Tensor], round: int,
+             batches: Iterable[Any] | None = None) -> dict[str, Tensor]:
+        """Masks after `round` rounds: score the model as it is and keep each group's scheduled count."""
+        scores = pruner.scores(model, batches)
+        groups = sel.groups(self.sizes, round, self.prune_fraction, self.fractions, self.scope)
+        return sel.select(scores, masks, groups, revive=pruner.revives)
+
+
+def prune(
+    model: nn.Module,
+    pruner: str | Pruner = "magnitude",
+    density: float | None = None,
+    rounds: int = 1,
+    batches: Iterable[Any] | None = None,
+    scope: str = "global",
+    *,
+    prune_fraction: float | None = None,
+    fractions: Mapping[str, float] | None = None,
+    exclude: Iterable[str] = (),
+    seed: int | None = None,
+) -> Ticket:
+    """Score and select `rounds` times without training and return the ticket; `model` comes back unchanged."""
+    if density is None and prune_fraction is None:
+        raise ValueError("pass density= (the final fraction of weights kept) or prune_fraction= (removed per round)")
+    if density is not None and prune_fraction is not None:
+        raise ValueError("pass either density= or prune_fraction=, not both")
+    check_fraction("density", density)
+    check_fraction("prune_fraction", prune_fraction)
+    if not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds must be a positive integer, got {rounds!r}")
+    pr = get(pruner)
+    if pr.needs_data and batches is None:
+        raise ValueError(f"pruner {pr.name!r} scores with data: pass batches= (an iterable of (inputs, targets))")
+    p = per_round_fraction(prune_fraction, density, rounds)
+    plan = Plan(model, p, scope, fractions, exclude)
+    weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    masks = plan.dense_masks(model)
+    for r in range(1, rounds + 1):
+        with seeded(None if seed is None else seed + r), masked(model, masks):
+            masks = plan.step(model, pr, masks, r, batches)
+    for n, m in masks.items():
+        weights[n] = weights[n] * m.to(weights[n].device)
+    meta = {"round": 1, "steps": rounds, "pruner": pr.name, "scope": scope, "rewind": "init",
+            "prune_fraction": p, "seed": seed}
+    ticket = Ticket(masks, weights, meta)
+    ticket.metadata["density"] = ticket.density
+    return ticket

@@ -1,0 +1,35 @@
+"""Pruners by name: each one only scores weights (`scores(model, batches)`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lottery.pruning.base import Pruner
+from lottery.pruning.magnitude import Magnitude
+from lottery.pruning.random import Random
+
+PRUNERS: dict[str, type[Pruner]] = {}
+
+
+def register(cls: type[Pruner]) -> type[Pruner]:
+    """Make a Pruner subclass available by its `name` (usable as a decorator)."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} needs a class attribute `name` to be registered")
+    PRUNERS[cls.name] = cls
+    return cls
+
+
+def get(pruner: str | Pruner, **kwargs: Any) -> Pruner:
+    """A pruner instance from a registered name (or the instance itself)."""
+    if isinstance(pruner, Pruner):
+        return pruner
+    if not isinstance(pruner, str) or pruner not in PRUNERS:
+        raise ValueError(f"unknown pruner {pruner!r}; registered pruners: {', '.join(sorted(PRUNERS))} "
+                         "(or pass a lottery.pruning.Pruner instance)")
+    return PRUNERS[pruner](**kwargs)
+
+
+for _cls in (Magnitude, Random):
+    register(_cls)
+
+__all__ = ["PRUNERS", "Pruner", "Magnitude", "Random", "get", "register"]
