@@ -1,0 +1,129 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from helpers import MLP, SmallCNN
+from lottery import select as sel
+from lottery.loop import Plan
+from lottery.pruning import get
+from lottery.schedule import RewindPoint, kept_count, per_round_fraction
+
+
+def run_rounds(model, p, scope, fractions=None, rounds=6, pruner="magnitude"):
+    plan = Plan(model, p, scope, fractions)
+    masks = plan.dense_masks(model)
+    history = [masks]
+    for r in range(1, rounds + 1):
+        # perturb weights between rounds as training would, so rankings change
+        with torch.no_grad():
+            for n, prm in model.named_parameters():
+                prm.add_(0.01 * torch.randn_like(prm))
+                if n in masks:
+                    prm.mul_(masks[n])
+        masks = plan.step(model, get(pruner), masks, r)
+        history.append(masks)
+    return plan, history
+
+
+@pytest.mark.parametrize("scope", ["global", "layerwise"])
+def test_density_is_exactly_geometric(scope):
+    torch.manual_seed(0)
+    model = MLP((50, 60, 40, 10))
+    plan, history = run_rounds(model, 0.2, scope)
+    total = sum(plan.sizes.values())
+    for r, masks in enumerate(history):
+        kept = sum(int(m.sum()) for m in masks.values())
+        assert abs(kept - total * 0.8**r) <= 1.0, (r, kept, total * 0.8**r)
+        if scope == "layerwise":
+            for n, m in masks.items():
+                assert abs(int(m.sum()) - plan.sizes[n] * 0.8**r) <= 0.5 + 1e-9
+
+
+def test_per_layer_fractions_by_pattern():
+    torch.manual_seed(0)
+    model = MLP((50, 60, 40, 10))
+    plan, history = run_rounds(model, 0.2, "layerwise", {"fc3.*": 0.1})
+    for r, masks in enumerate(history):
+        assert abs(int(masks["fc3.weight"].sum()) - 400 * 0.9**r) <= 0.5 + 1e-9
+        assert abs(int(masks["fc1.weight"].sum()) - 3000 * 0.8**r) <= 0.5 + 1e-9
+    # global pool with an override: the pool holds exactly (1-p)^r of its own weights
+    plan, history = run_rounds(MLP((50, 60, 40, 10)), 0.2, "global", {"fc3.weight": 0.1})
+    pool = 3000 + 2400
+    for r, masks in enumerate(history):
+        assert abs(int(masks["fc1.weight"].sum() + masks["fc2.weight"].sum()) - pool * 0.8**r) <= 0.5 + 1e-9
+        assert abs(int(masks["fc3.weight"].sum()) - 400 * 0.9**r) <= 0.5 + 1e-9
+
+
+def test_masks_are_nested_and_pruned_never_return():
+    torch.manual_seed(1)
+    _, history = run_rounds(MLP(), 0.3, "global", rounds=5, pruner="random")
+    for before, after in zip(history, history[1:]):
+        for n in before:
+            assert not (after[n] & ~before[n]).any()
+
+
+def test_global_prunes_the_smallest_magnitudes():
+    model = MLP((4, 3, 2, 2))
+    with torch.no_grad():
+        for i, (_, p) in enumerate(sorted(model.named_parameters())):
+            p.copy_(torch.arange(p.numel(), dtype=torch.float32).view_as(p) + 100 * i)
+    plan = Plan(model, 0.5, "global")
+    masks = plan.step(model, get("magnitude"), plan.dense_masks(model), 1)
+    kept = torch.cat([model.get_parameter(n).detach().flatten()[masks[n].flatten()] for n in plan.names])
+    dropped = torch.cat([model.get_parameter(n).detach().flatten()[~masks[n].flatten()] for n in plan.names])
+    assert kept.min() > dropped.max()
+    assert len(kept) == kept_count(12 + 6 + 4, 0.5, 1)
+
+
+def test_ties_are_broken_by_index_and_counts_are_exact():
+    values = torch.tensor([1.0, 3.0, 2.0, 2.0, 2.0, 0.0])
+    keep = sel.top_k_mask(values, 3)
+    assert keep.tolist() == [False, True, True, True, False, False]
+    for k in range(0, 7):
+        assert int(sel.top_k_mask(values, k).sum()) == k
+    assert sel.top_k_mask(torch.zeros(10), 4).tolist() == [True] * 4 + [False] * 6
+
+
+def test_select_refuses_nan_scores():
+    model = MLP()
+    plan = Plan(model, 0.2, "global")
+    scores = {n: torch.full_like(model.get_parameter(n), float("nan")) for n in plan.names}
+    with pytest.raises(ValueError, match="NaN"):
+        sel.select(scores, plan.dense_masks(model), [(tuple(plan.names), 10)])
+
+
+def test_revive_lets_pruned_weights_compete():
+    masks = {"w": torch.tensor([True, True, False, False])}
+    scores = {"w": torch.tensor([1.0, 2.0, 9.0, 0.0])}
+    assert sel.select(scores, masks, [(("w",), 1)])["w"].tolist() == [False, True, False, False]
+    assert sel.select(scores, masks, [(("w",), 1)], revive=True)["w"].tolist() == [False, False, True, False]
+
+
+def test_prunable_defaults_and_errors():
+    cnn = SmallCNN()
+    assert sel.prunable(cnn) == ["conv.weight", "fc.weight"]
+    assert sel.prunable(cnn, exclude=["fc.*"]) == ["conv.weight"]
+    with pytest.raises(ValueError, match="matches no prunable parameter"):
+        sel.prunable(cnn, exclude=["nothing*"])
+    with pytest.raises(ValueError, match="nothing to prune"):
+        sel.prunable(nn.Sequential(nn.BatchNorm1d(3)))
+    with pytest.raises(ValueError, match="excludes every"):
+        sel.prunable(cnn, exclude=["*"])
+    with pytest.raises(ValueError, match="fractions pattern"):
+        Plan(cnn, 0.2, "global", {"fc9.weight": 0.1})
+
+
+def test_schedule_values():
+    assert RewindPoint.parse("init").kind == "init"
+    assert RewindPoint.parse("none").kind == "none"
+    assert RewindPoint.parse("1ep100it").step(50) == 150
+    assert RewindPoint.parse("500it").step(50) == 500
+    assert RewindPoint.parse("2ep").step(7) == 14
+    assert str(RewindPoint.parse("1ep100it")) == "1ep100it"
+    for bad in ["", "abc", "ep", "3x", "-1it", "1.5ep"]:
+        with pytest.raises(ValueError, match="not understood"):
+            RewindPoint.parse(bad)
+    assert math.isclose(per_round_fraction(None, 0.01, 2), 0.9)
+    assert kept_count(1000, 0.2, 3) == 512

@@ -1,0 +1,92 @@
+import pickle
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from helpers import SmallCNN
+from lottery import Ticket, TicketFormatError, prune
+from lottery.ticket import pack_bits, unpack_bits
+
+
+def make_ticket():
+    torch.manual_seed(0)
+    model = SmallCNN()
+    return model, prune(model, "magnitude", density=0.3)
+
+
+def test_pack_bits_round_trip():
+    for shape in [(1,), (7,), (8,), (3, 5, 2), (13, 17)]:
+        m = torch.rand(shape) > 0.5
+        assert torch.equal(unpack_bits(pack_bits(m), shape), m)
+    assert pack_bits(torch.ones(16, dtype=torch.bool)).numel() == 2
+
+
+def test_save_load_round_trip(tmp_path):
+    model, ticket = make_ticket()
+    ticket.metadata["metrics"] = {"val_acc": 0.5}
+    path = ticket.save(tmp_path / "t.safetensors")
+    loaded = Ticket.load(path)
+    assert loaded.masks.keys() == ticket.masks.keys()
+    for n in ticket.masks:
+        assert torch.equal(loaded.masks[n], ticket.masks[n])
+    for n, w in ticket.weights.items():
+        if n in ticket.masks:
+            assert torch.equal(loaded.weights[n], w * ticket.masks[n])
+        else:
+            assert torch.equal(loaded.weights[n], w)
+    assert loaded.metadata == ticket.metadata
+    assert loaded.density == pytest.approx(0.3, abs=1 / 600)
+    assert loaded.layer_densities() == ticket.layer_densities()
+    assert not list(tmp_path.glob(".*tmp"))  # the temporary file was renamed away
+
+
+def test_disk_holds_survivors_and_bit_masks(tmp_path):
+    model, ticket = make_ticket()
+    size = ticket.save(tmp_path / "t.safetensors").stat().st_size
+    dense_bytes = sum(p.numel() * 4 for p in model.parameters())
+    assert size < 0.3 * dense_bytes + 3000  # survivors + bits + header, not dense copies
+
+
+def test_apply_and_rewind(tmp_path):
+    model, ticket = make_ticket()
+    init = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    ticket.rewind(model)
+    for n, p in model.named_parameters():
+        expected = init[n] * ticket.masks[n] if n in ticket.masks else init[n]
+        assert torch.equal(p.detach(), expected)
+    with torch.no_grad():
+        model.fc.weight.fill_(3.0)
+    ticket.apply(model)
+    assert torch.equal(model.fc.weight != 0, ticket.masks["fc.weight"])
+
+
+def test_pickle_and_truncated_files_are_refused(tmp_path):
+    _, ticket = make_ticket()
+    evil = tmp_path / "evil.safetensors"
+    evil.write_bytes(pickle.dumps({"masks": {}}))
+    with pytest.raises(TicketFormatError, match="not a readable lottery ticket"):
+        Ticket.load(evil)
+    torch.save(ticket.masks, tmp_path / "masks.pt")
+    with pytest.raises(TicketFormatError, match="never unpickled"):
+        Ticket.load(tmp_path / "masks.pt")
+    good = ticket.save(tmp_path / "good.safetensors").read_bytes()
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(good[: len(good) // 2])
+    with pytest.raises(TicketFormatError, match="cut short"):
+        Ticket.load(cut)
+    other = tmp_path / "other.safetensors"
+    save_file({"x": torch.zeros(2)}, other)
+    with pytest.raises(TicketFormatError, match="not a lottery ticket"):
+        Ticket.load(other)
+    with pytest.raises(FileNotFoundError, match="no ticket"):
+        Ticket.load(tmp_path / "missing.safetensors")
+
+
+def test_apply_to_the_wrong_model_says_so():
+    _, ticket = make_ticket()
+    with pytest.raises(KeyError, match="another one"):
+        ticket.apply(torch.nn.Linear(3, 3))
