@@ -130,6 +130,7 @@ class LotteryTicket(Callback):
         self._plan: Plan | None = None
         self._masker: Masker | None = None
         self._hooks: list[Any] = []
+        self._folder: Path | None = None
         # run state, all of it in state_dict()
         self._round = 0
         self._masks: dict[str, Tensor] | None = None
@@ -188,6 +189,8 @@ class LotteryTicket(Callback):
             steps_per_epoch = 0
         else:
             steps_per_epoch = math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches)
+        self._folder = None
+        self._dir(trainer)
         self._rewind_step = self.rewind.step(steps_per_epoch)
         if self.rewind.kind == "step":
             if self._rewind_step >= self.epochs_per_round * steps_per_epoch:
@@ -312,14 +315,16 @@ class LotteryTicket(Callback):
 
     # -- output ---------------------------------------------------------------------------------------
     def _dir(self, trainer: pl.Trainer) -> Path:
-        if self.dirpath is not None:
-            return Path(self.dirpath)
-        return Path(trainer.log_dir or trainer.default_root_dir) / "tickets"
+        """Ticket folder; resolved on every rank because `trainer.log_dir` is a collective call."""
+        if self._folder is None:
+            root = self.dirpath or Path(trainer.log_dir or trainer.default_root_dir) / "tickets"
+            self._folder = Path(root)
+        return self._folder
 
     def _save(self, trainer: pl.Trainer, ticket: Ticket, overwrite: bool = True) -> None:
+        folder = self._dir(trainer)
         if not trainer.is_global_zero:
             return
-        folder = self._dir(trainer)
         path = folder / f"round_{ticket.round:02d}.safetensors"
         if overwrite or not path.exists():
             ticket.save(path)
