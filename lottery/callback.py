@@ -220,7 +220,7 @@ class LotteryTicket(Callback):
         self._masker.apply()
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+        if trainer.sanity_checking or trainer.state.fn != "fit" or self.monitor not in trainer.callback_metrics:
             return
         value = float(trainer.callback_metrics[self.monitor])
         if self._best is None or (value < self._best if self.mode == "min" else value > self._best):

@@ -37,9 +37,14 @@ class Masker:
     @torch.no_grad()
     def zero_grads(self) -> None:
         """Zero the gradients of pruned weights, so optimizer state never builds up on them."""
-        pairs = [(p.grad, k) for p, k in zip(self.params, self.keep) if p.grad is not None]
-        if pairs:
-            torch._foreach_mul_([g for g, _ in pairs], [k for _, k in pairs])
+        grads = [p.grad for p in self.params]
+        if None not in grads:
+            if grads:
+                torch._foreach_mul_(grads, self.keep)
+            return
+        for g, k in zip(grads, self.keep):  # some parameters took no part in this step
+            if g is not None:
+                g.mul_(k)
 
     @torch.no_grad()
     def mask_optimizer_state(self, optimizer: torch.optim.Optimizer) -> None:
