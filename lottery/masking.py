@@ -38,7 +38,7 @@ class Masker:
     def zero_grads(self) -> None:
         """Zero the gradients of pruned weights, so optimizer state never builds up on them."""
         grads = [p.grad for p in self.params]
-        if None not in grads:
+        if all(g is not None for g in grads):  # not `None in grads`: that compares tensors
             if grads:
                 torch._foreach_mul_(grads, self.keep)
             return

@@ -1,0 +1,349 @@
+"""DataModules for MNIST, Fashion-MNIST, CIFAR-10 and CIFAR-100, with an in-memory fast path and offline discovery.
+
+Each dataset is held as one uint8 tensor, normalized once, split into train/validation with a fixed seed, and
+served either by `TensorLoader` (the fast path: batches by index on the training device, reshuffled each epoch
+from `seed + epoch`) or by a plain `DataLoader`. CIFAR augmentation (random crop with padding 4, horizontal
+flip) runs batched on the device in `on_after_batch_transfer`, for both paths.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, TensorDataset
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+Arrays = tuple[Tensor, Tensor, Tensor, Tensor]  # train images, train labels, test images, test labels
+
+
+class DataNotFoundError(FileNotFoundError):
+    """No copy of a dataset could be found or downloaded."""
+
+
+# -- reading ------------------------------------------------------------------------------------------
+def read_idx(path: Path) -> Tensor:
+    """Read an IDX file (MNIST format), gzipped or not, as a uint8 tensor."""
+    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    ndim = raw[3]
+    shape = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    return torch.from_numpy(data.copy()).reshape(shape)
+
+
+def _find_idx(folder: Path, stem: str) -> Path | None:
+    for name in (stem, stem + ".gz"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def read_idx_folder(folder: Path) -> Arrays | None:
+    """The four MNIST-format files in `folder` (plain or .gz), or None if any is missing."""
+    paths = [_find_idx(folder, stem) for split in ("train", "test") for stem in IDX_FILES[split]]
+    if any(p is None for p in paths):
+        return None
+    x_tr, y_tr, x_te, y_te = (read_idx(p) for p in paths)
+    return x_tr.unsqueeze(1), y_tr.long(), x_te.unsqueeze(1), y_te.long()
+
+
+# -- data modules -------------------------------------------------------------------------------------
+class TensorLoader:
+    """Batches of (x[idx], y[idx]) from tensors already on the device; a new permutation every epoch.
+
+    The permutation comes from `seed + epoch` (Lightning calls `sampler.set_epoch`), so the order does
+    not depend on global random state and a resumed run sees the same batches. Under DDP each rank takes
+    every world_size-th index of the permutation.
+    """
+
+    def __init__(self, x: Tensor, y: Tensor, batch_size: int, shuffle: bool = True, seed: int = 0,
+                 rank: int = 0, world_size: int = 1) -> None:
+        self.x, self.y = x, y
+        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+        self.sampler = self  # Lightning looks for `sampler.set_epoch`
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the permutation of this epoch."""
+        self.epoch = epoch
+
+    def _count(self) -> int:
+        return math.ceil(len(self.x) / self.world_size)
+
+    def __len__(self) -> int:
+        return math.ceil(self._count() / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        n = len(self.x)
+        if self.shuffle:
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        else:
+            order = torch.arange(n)
+        if self.world_size > 1:  # pad by wrapping so every rank gets the same number of batches
+            order = torch.cat([order, order[: self._count() * self.world_size - n]])[self.rank :: self.world_size]
+        order = order.to(self.x.device)
+        for i in range(0, len(order), self.batch_size):
+            idx = order[i : i + self.batch_size]
+            yield self.x[idx], self.y[idx]
+
+
+def random_crop_flip(x: Tensor, pad: int, fill: Tensor) -> Tensor:
+    """Per-example random crop of a padded batch (padding = `fill`, per channel) and horizontal flip."""
+    n, c, h, w = x.shape
+    padded = fill.view(1, c, 1, 1).expand(n, c, h + 2 * pad, w + 2 * pad).clone()
+    padded[:, :, pad : pad + h, pad : pad + w] = x
+    i = torch.randint(0, 2 * pad + 1, (n, 1, 1, 1), device=x.device)
+    j = torch.randint(0, 2 * pad + 1, (n, 1, 1, 1), device=x.device)
+    rows = (i + torch.arange(h, device=x.device).view(1, 1, h, 1)).expand(n, c, h, w + 2 * pad)
+    out = padded.gather(2, rows)
+    ar = torch.arange(w, device=x.device).view(1, 1, 1, w)
+    flip = torch.rand(n, 1, 1, 1, device=x.device) < 0.5
+    cols = torch.where(flip, j + (w - 1 - ar), j + ar).expand(n, c, h, w)
+    return out.gather(3, cols)
+
+
+class VisionDataModule(pl.LightningDataModule):
+    """Common logic of the image datasets: discovery, split, normalization, loaders, augmentation."""
+
+    name: ClassVar[str] = ""
+    num_classes: ClassVar[int] = 10
+    image_shape: ClassVar[tuple[int, int, int]] = (1, 28, 28)
+    mean: ClassVar[tuple[float, ...]] = (0.5,)
+    std: ClassVar[tuple[float, ...]] = (0.5,)
+    default_val_size: ClassVar[int] = 5000
+    default_augment: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        data_dir: str | None = None,
+        batch_size: int = 128,
+        val_size: int | None = None,
+        in_memory: bool = True,
+        augment: bool | None = None,
+        test_in_validation: bool = True,
+        eval_batch_size: int = 1000,
+        num_workers: int = 0,
+        seed: int = 0,
+        download: bool = True,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+        self.data_dir = data_dir
+        self.batch_size = batch_size
+        self.val_size = self.default_val_size if val_size is None else val_size
+        self.in_memory = in_memory
+        self.augment = self.default_augment if augment is None else augment
+        self.test_in_validation = test_in_validation
+        self.eval_batch_size = eval_batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.download = download
+        self.source: str | None = None
+        self._splits: dict[str, tuple[Tensor, Tensor]] | None = None
+
+    # discovery
+    def _read_local(self, root: Path) -> Arrays | None:
+        """Read the dataset from a local folder in any supported layout, or None."""
+        raise NotImplementedError
+
+    def _download(self, root: Path) -> Arrays:
+        """Download with torchvision into `root` and return the arrays."""
+        raise NotImplementedError
+
+    def _fallbacks(self) -> list[Path]:
+        return []
+
+    def locate(self) -> Arrays:
+        """Find the data: `data_dir`, then $LOTTERY_DATA, then torchvision's download, then system copies."""
+        looked: list[str] = []
+        roots = [("data_dir", self.data_dir), ("LOTTERY_DATA", os.environ.get("LOTTERY_DATA"))]
+        for label, root in roots:
+            if root:
+                arrays = self._read_local(Path(root))
+                if arrays is not None:
+                    self.source = str(root)
+                    return arrays
+                looked.append(f"{label}={root} (no {self.name} files there)")
+        if self.download:
+            root = Path(self.data_dir or os.environ.get("LOTTERY_DATA") or Path.home() / ".cache" / "lottery")
+            try:
+                arrays = self._download(root)
+                self.source = f"torchvision download into {root}"
+                return arrays
+            except Exception as err:  # offline machines fail here with URL errors of several types
+                looked.append(f"torchvision download into {root} ({type(err).__name__}: {str(err).strip()[:120]})")
+        for folder in self._fallbacks():
+            arrays = self._read_local(folder)
+            if arrays is not None:
+                self.source = str(folder)
+                return arrays
+            looked.append(f"{folder} (not there)")
+        raise DataNotFoundError(
+            f"could not find {self.name}. Looked in: " + "; ".join(looked) + ". "
+            + f"Pass data_dir=<folder with the {self.name} files>, set LOTTERY_DATA, or allow the download"
+            + (" (on Debian/Ubuntu: apt-get install dataset-fashion-mnist)." if self._fallbacks() else ".")
+        )
+
+    # preparation
+    def prepare_data(self) -> None:
+        if self.download:
+            self.locate()  # downloads once, on the first process only
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._splits is not None:
+            return
+        x_tr, y_tr, x_te, y_te = self.locate()
+        if not 0 <= self.val_size < len(x_tr):
+            raise ValueError(f"val_size={self.val_size} must be between 0 and {len(x_tr) - 1}")
+        perm = torch.randperm(len(x_tr), generator=torch.Generator().manual_seed(12345))  # a fixed split
+        val, train = perm[: self.val_size], perm[self.val_size :]
+        mean = torch.tensor(self.mean).view(1, -1, 1, 1)
+        std = torch.tensor(self.std).view(1, -1, 1, 1)
+
+        def norm(x: Tensor) -> Tensor:
+            return (x.float().div_(255) - mean) / std
+
+        self._fill = ((0 - mean) / std).flatten()
+        self._splits = {"train": (norm(x_tr[train]), y_tr[train]), "val": (norm(x_tr[val]), y_tr[val]),
+                        "test": (norm(x_te), y_te)}
+
+    @property
+    def example_input_array(self) -> Tensor:
+        """One all-zero input of the dataset's shape (for summaries and SynFlow's all-ones input)."""
+        return torch.zeros(1, *self.image_shape)
+
+    def _device(self) -> torch.device:
+        trainer = getattr(self, "trainer", None)
+        return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+
+    def _loader(self, split: str, train: bool) -> Any:
+        x, y = self._splits[split]
+        bs = self.batch_size if train else self.eval_batch_size
+        if self.in_memory:
+            device = self._device()
+            trainer = getattr(self, "trainer", None)
+            rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None and train else (0, 1)
+            return TensorLoader(x.to(device), y.to(device), bs, shuffle=train, seed=self.seed, rank=rank, world_size=world)
+        gen = torch.Generator().manual_seed(self.seed)
+        return DataLoader(TensorDataset(x, y), batch_size=bs, shuffle=train, generator=gen if train else None,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> Any:
+        return self._loader("train", True)
+
+    def val_dataloader(self) -> Any:
+        loaders = [self._loader("val", False)] if self.val_size > 0 else []
+        if self.test_in_validation:
+            loaders.append(self._loader("test", False))
+        return loaders[0] if len(loaders) == 1 else loaders
+
+    def test_dataloader(self) -> Any:
+        return self._loader("test", False)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        trainer = getattr(self, "trainer", None)
+        if self.augment and trainer is not None and trainer.training:
+            x, y = batch
+            return random_crop_flip(x, 4, self._fill.to(x.device, x.dtype)), y
+        return batch
+
+
+class _MNISTLike(VisionDataModule):
+    torchvision_class: ClassVar[str] = "MNIST"
+    default_val_size = 5000  # 55K train / 5K validation
+
+    def _read_local(self, root: Path) -> Arrays | None:
+        for folder in (root, root / self.torchvision_class / "raw", root / self.torchvision_class):
+            arrays = read_idx_folder(folder)
+            if arrays is not None:
+                return arrays
+        return None
+
+    def _download(self, root: Path) -> Arrays:
+        import torchvision
+
+        cls = getattr(torchvision.datasets, self.torchvision_class)
+        train, test = cls(str(root), train=True, download=True), cls(str(root), train=False, download=True)
+        return train.data.unsqueeze(1), train.targets.long(), test.data.unsqueeze(1), test.targets.long()
+
+
+class MNIST(_MNISTLike):
+    """MNIST: 55K train / 5K validation / 10K test, 28x28 grey."""
+
+    name = "MNIST"
+    mean, std = (0.1307,), (0.3081,)
+
+
+class FashionMNIST(_MNISTLike):
+    """Fashion-MNIST: 55K / 5K / 10K; also found in Debian's /usr/share/datasets/fashion-mnist."""
+
+    name = "Fashion-MNIST"
+    torchvision_class = "FashionMNIST"
+    mean, std = (0.2860,), (0.3530,)
+
+    def _fallbacks(self) -> list[Path]:
+        return [DEBIAN_FASHION_MNIST]
+
+
+class _CIFAR(VisionDataModule):
+    image_shape = (3, 32, 32)
+    default_val_size = 5000  # 45K train / 5K validation
+    default_augment = True
+    folder: ClassVar[str] = ""
+    torchvision_class: ClassVar[str] = ""
+
+    def _arrays(self, root: Path, download: bool) -> Arrays:
+        import torchvision
+
+        cls = getattr(torchvision.datasets, self.torchvision_class)
+        train, test = cls(str(root), train=True, download=download), cls(str(root), train=False, download=download)
+
+        def conv(ds: Any) -> tuple[Tensor, Tensor]:
+            return torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets, dtype=torch.long)
+
+        return (*conv(train), *conv(test))
+
+    def _read_local(self, root: Path) -> Arrays | None:
+        if not (root / self.folder).is_dir():
+            return None
+        return self._arrays(root, download=False)
+
+    def _download(self, root: Path) -> Arrays:
+        return self._arrays(root, download=True)
+
+
+class CIFAR10(_CIFAR):
+    """CIFAR-10: 45K train / 5K validation / 10K test, crop+flip augmentation."""
+
+    name = "CIFAR-10"
+    folder, torchvision_class = "cifar-10-batches-py", "CIFAR10"
+    mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+
+
+class CIFAR100(_CIFAR):
+    """CIFAR-100: 45K train / 5K validation / 10K test, crop+flip augmentation."""
+
+    name = "CIFAR-100"
+    num_classes = 100
+    folder, torchvision_class = "cifar-100-python", "CIFAR100"
+    mean, std = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
+
+
+DATASETS: dict[str, type[VisionDataModule]] = {
+    "mnist": MNIST, "fashion_mnist": FashionMNIST, "cifar10": CIFAR10, "cifar100": CIFAR100,
+}
