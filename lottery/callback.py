@@ -19,7 +19,7 @@ from torch import Tensor
 
 from lottery.io import atomic_write_text
 from lottery.loop import Plan, check_fraction, seeded
-from lottery.masking import Masker
+from lottery.masking import Masker, preserves_zeros
 from lottery.pruning import Pruner, get
 from lottery.schedule import RewindPoint, per_round_fraction
 from lottery.ticket import Ticket, pack_bits, unpack_bits
@@ -53,6 +53,10 @@ class LotteryTicket(Callback):
             validation loss is the early-stopping iteration of Frankle & Carbin.
         dirpath: where tickets and ``rounds.csv`` go (default ``<trainer.log_dir>/tickets``).
         seed: seed of the scoring randomness (random pruner); default torch's initial seed.
+        remask_after_step: also zero pruned weights after every optimizer step. Gradients of pruned
+            weights are always zeroed before the step; for SGD, Adam, AdamW, RMSprop and Adagrad that
+            alone keeps them exactly zero (zero gradient and zero state give a zero update, weight decay
+            included), so the second pass is skipped for them unless asked; other optimizers always get it.
 
     Rewinding and epochs: Lightning runs whole epochs, so every round starts at an epoch boundary. A
     rewound round restores the model, the learning-rate schedulers (epoch and step interval) and, with
@@ -84,6 +88,7 @@ class LotteryTicket(Callback):
         mode: str = "min",
         dirpath: str | None = None,
         seed: int | None = None,
+        remask_after_step: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
@@ -125,6 +130,7 @@ class LotteryTicket(Callback):
         self.mode = mode
         self.dirpath = dirpath
         self.seed = seed
+        self.remask_after_step = remask_after_step
 
         self.tickets: list[Ticket] = []
         self._plan: Plan | None = None
@@ -177,7 +183,9 @@ class LotteryTicket(Callback):
             self._masks = self._plan.dense_masks(pl_module)
         self._masker = Masker(pl_module, self._masks)
         self._masker.apply()
-        self._hooks = [opt.register_step_post_hook(self._after_step) for opt in trainer.optimizers]
+        # zeroed gradients keep pruned weights at zero under the usual optimizers; others are re-masked
+        self._hooks = [opt.register_step_post_hook(self._after_step) for opt in trainer.optimizers
+                       if self.remask_after_step or not preserves_zeros(opt)]
         if self._rng_to_restore is not None:
             _set_rng(self._rng_to_restore)
             self._rng_to_restore = None

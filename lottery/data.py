@@ -76,6 +76,7 @@ class TensorLoader:
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
         self.sampler = self  # Lightning looks for `sampler.set_epoch`
+        self.batch_sampler = None
 
     def set_epoch(self, epoch: int) -> None:
         """Use the permutation of this epoch."""
@@ -246,6 +247,11 @@ class VisionDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> Any:
         return self._loader("train", True)
 
+    @property
+    def val_splits(self) -> tuple[str, ...]:
+        """Names of the validation loaders, in order: the validation split, then the test set if measured too."""
+        return (("val",) if self.val_size > 0 else ()) + (("test",) if self.test_in_validation else ())
+
     def val_dataloader(self) -> Any:
         loaders = [self._loader("val", False)] if self.val_size > 0 else []
         if self.test_in_validation:
@@ -254,6 +260,12 @@ class VisionDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> Any:
         return self._loader("test", False)
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        # the in-memory path already yields batches on the device; skip Lightning's generic walk
+        if isinstance(batch, (tuple, list)) and all(isinstance(t, Tensor) and t.device == device for t in batch):
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         trainer = getattr(self, "trainer", None)

@@ -55,6 +55,17 @@ class Masker:
                     value.mul_(keep.to(value.dtype))
 
 
+# Optimizers whose update of a weight with zero gradient and zero state is exactly zero (weight decay and
+# momentum included). With gradients masked before the step, pruned weights stay zero under them without
+# re-masking after the step; any other optimizer is re-masked after every step.
+ZERO_PRESERVING = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim.RMSprop, torch.optim.Adagrad)
+
+
+def preserves_zeros(optimizer: torch.optim.Optimizer) -> bool:
+    """True when zeroed gradients and state are enough to keep pruned weights at zero under `optimizer`."""
+    return type(optimizer) in ZERO_PRESERVING
+
+
 @contextmanager
 def masked(model: nn.Module, masks: Mapping[str, Tensor]) -> Iterator[nn.Module]:
     """Temporarily zero the pruned weights of `model`; the original values come back on exit."""

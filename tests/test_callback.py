@@ -190,3 +190,42 @@ def test_random_pruner_is_reproducible_with_a_seed(tmp_path):
     _, c, _ = fit(tmp_path / "c", rounds=2, pruner="random", seed=4)
     assert all(torch.equal(a.tickets[2].masks[n], b.tickets[2].masks[n]) for n in a.tickets[2].masks)
     assert not all(torch.equal(a.tickets[2].masks[n], c.tickets[2].masks[n]) for n in a.tickets[2].masks)
+
+
+class Drift(torch.optim.SGD):
+    """An optimizer that moves every weight, gradient or not: only re-masking keeps pruned ones at zero."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = super().step(closure)
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.add_(1e-3)
+        return loss
+
+
+@pytest.mark.parametrize("opt", ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Drift"])
+def test_pruned_weights_stay_zero_under_each_optimizer(tmp_path, opt):
+    from lottery.masking import preserves_zeros
+
+    class WithOpt(Module):
+        def configure_optimizers(self):
+            kw = {"weight_decay": 0.1}
+            if opt in ("SGD", "RMSprop", "Drift"):
+                kw["momentum"] = 0.9
+            cls = Drift if opt == "Drift" else getattr(torch.optim, opt)
+            return cls(self.parameters(), lr=0.05, **kw)
+
+    pl.seed_everything(0)
+    module = WithOpt()
+    module.record = True
+    cb = LotteryTicket(rounds=2, epochs_per_round=2, prune_fraction=0.5)
+    trainer(tmp_path, [cb]).fit(module)
+    # Drift is not in the zero-preserving list: it relies on the re-mask after each step
+    assert preserves_zeros(module.trainer.optimizers[0]) == (opt != "Drift")
+    for r in (1, 2):
+        masks = cb.tickets[r].masks
+        start = 2 * S * r
+        for _, _, w in module.trace[start + 1 : start + 2 * S]:
+            for key, m in masks.items():
+                assert torch.equal(w[key[4:]][~m], torch.zeros(int((~m).sum())))

@@ -1,0 +1,139 @@
+"""ClassificationModule: a LightningModule around a built-in model, with optimizer and schedule from the config."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from lottery.models import build
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("constant", "multistep", "cosine")
+
+
+class ClassificationModule(pl.LightningModule):
+    """Cross-entropy classification with torchmetrics accuracy for train / val / test.
+
+    Validation batches may come from two loaders, the validation split and the test set (the data
+    modules' `test_in_validation`): both are measured every validation, but only `val_*` may drive
+    decisions such as the early-stopping iteration; `test_*` is recorded beside it.
+
+    The learning-rate schedule is one step-interval `LambdaLR`: linear warmup over `warmup_steps`, then
+    `multistep` (×`gamma` at each epoch of `milestones`), `cosine` (to zero over a round) or `constant`.
+    A round is the `epochs_per_round` of a LotteryTicket callback on the Trainer, else `max_epochs`, so
+    rewinding restores the schedule position exactly.
+    """
+
+    def __init__(
+        self,
+        arch: str = "lenet300",
+        num_classes: int = 10,
+        input_shape: Sequence[int] = (1, 28, 28),
+        init: str = "kaiming_normal",
+        optimizer: str = "sgd",
+        lr: float = 0.1,
+        momentum: float = 0.9,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+        betas: tuple[float, float] = (0.9, 0.999),
+        schedule: str = "constant",
+        milestones: Sequence[int] = (),
+        gamma: float = 0.1,
+        warmup_steps: int = 0,
+    ) -> None:
+        super().__init__()
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer={optimizer!r} is not supported; choose one of {OPTIMIZERS}")
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule={schedule!r} is not supported; choose one of {SCHEDULES}")
+        if lr <= 0:
+            raise ValueError(f"lr must be positive, got {lr}")
+        self.save_hyperparameters()
+        self.model = build(arch, num_classes=num_classes, init=init)
+        self.example_input_array = torch.zeros(1, *input_shape)
+        # validate_args=False: the checks cost more than the update itself on small models
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
+        self._train_loss_sum: Tensor | None = None
+        self._train_batches = 0
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = nn.functional.cross_entropy(logits, y)
+        self.train_acc.update(logits.detach(), y)
+        # summed here and logged once per epoch: a per-step self.log costs more than a LeNet step
+        detached = loss.detach()
+        self._train_loss_sum = detached if self._train_loss_sum is None else self._train_loss_sum + detached
+        self._train_batches += 1
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        if self._train_batches:
+            self.log("train_loss", self._train_loss_sum / self._train_batches, sync_dist=True)
+        self.log("train_acc", self.train_acc.compute())
+        self.train_acc.reset()
+        self._train_loss_sum, self._train_batches = None, 0
+
+    def _split(self, dataloader_idx: int) -> str:
+        splits = getattr(self.trainer.datamodule, "val_splits", ("val",)) if self.trainer.datamodule else ("val",)
+        return splits[dataloader_idx]
+
+    def _evaluate(self, batch: tuple[Tensor, Tensor], split: str) -> None:
+        x, y = batch
+        logits = self(x)
+        metric = self.val_acc if split == "val" else self.test_acc
+        metric.update(logits, y)
+        self.log(f"{split}_loss", nn.functional.cross_entropy(logits, y), add_dataloader_idx=False, sync_dist=True)
+        self.log(f"{split}_acc", metric, add_dataloader_idx=False)
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._evaluate(batch, self._split(dataloader_idx))
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    # -- optimization ---------------------------------------------------------------------------------
+    def _round_epochs(self) -> int:
+        for cb in self.trainer.callbacks:
+            if hasattr(cb, "epochs_per_round") and getattr(cb, "epochs_per_round", 0) > 0:
+                return int(cb.epochs_per_round)
+        return max(1, int(self.trainer.max_epochs or 1))
+
+    def lr_factor(self, step: int, steps_per_epoch: int, round_steps: int) -> float:
+        """Multiplier of `lr` at optimizer step `step` of a round."""
+        h = self.hparams
+        warm = min(1.0, (step + 1) / h.warmup_steps) if h.warmup_steps else 1.0
+        if h.schedule == "multistep":
+            epoch = step // max(1, steps_per_epoch)
+            return warm * h.gamma ** sum(epoch >= m for m in h.milestones)
+        if h.schedule == "cosine":
+            return warm * 0.5 * (1 + math.cos(math.pi * min(step, round_steps) / max(1, round_steps)))
+        return warm
+
+    def configure_optimizers(self) -> Any:
+        h = self.hparams
+        params = self.parameters()
+        if h.optimizer == "sgd":
+            opt = torch.optim.SGD(params, lr=h.lr, momentum=h.momentum, nesterov=h.nesterov, weight_decay=h.weight_decay)
+        elif h.optimizer == "adam":
+            opt = torch.optim.Adam(params, lr=h.lr, betas=tuple(h.betas), weight_decay=h.weight_decay)
+        else:
+            opt = torch.optim.AdamW(params, lr=h.lr, betas=tuple(h.betas), weight_decay=h.weight_decay)
+        if h.schedule == "constant" and not h.warmup_steps:
+            return opt
+        total = self.trainer.estimated_stepping_batches
+        steps_per_epoch = max(1, math.ceil(total / max(1, self.trainer.max_epochs))) if math.isfinite(total) else 1
+        round_steps = steps_per_epoch * self._round_epochs()
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: self.lr_factor(s, steps_per_epoch, round_steps))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
