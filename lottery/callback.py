@@ -145,6 +145,7 @@ class LotteryTicket(Callback):
         self._round_start_step = 0
         self._best: float | None = None
         self._best_step: int | None = None
+        self._at_best: dict[str, float] = {}
         self._finished = False
         self._base_seed: int | None = None
         self._rng_to_restore: dict[str, Any] | None = None
@@ -234,6 +235,8 @@ class LotteryTicket(Callback):
         if self._best is None or (value < self._best if self.mode == "min" else value > self._best):
             self._best = value
             self._best_step = trainer.global_step - self._round_start_step
+            # what else was measured then (test accuracy at the early-stopping iteration, say)
+            self._at_best = _scalars(trainer.callback_metrics)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         while self._round < self.rounds and trainer.current_epoch >= self._round_start_epoch(self._round + 1):
@@ -258,7 +261,8 @@ class LotteryTicket(Callback):
     # -- rounds ---------------------------------------------------------------------------------------
     def _close_round(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Record the ticket trained in the current round, with its metrics, on disk and in the loggers."""
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if isinstance(v, Tensor) and v.numel() == 1}
+        metrics = _scalars(trainer.callback_metrics)
+        metrics.update({f"{k}_at_best": v for k, v in self._at_best.items() if k != self.monitor})
         metrics[f"best_{self.monitor}"] = self._best if self._best is not None else float("nan")
         metrics["best_step"] = self._best_step if self._best_step is not None else -1
         if self._round_weights is not None:
@@ -301,6 +305,7 @@ class LotteryTicket(Callback):
         self._rewind_survivors(trainer, pl_module)
         self._round_start_step = trainer.global_step
         self._best = self._best_step = None
+        self._at_best = {}
 
     def _rewind_survivors(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.rewind.kind == "none":
@@ -354,6 +359,7 @@ class LotteryTicket(Callback):
             "round_start_step": self._round_start_step,
             "best": self._best,
             "best_step": self._best_step,
+            "at_best": self._at_best,
             "finished": self._finished,
             "base_seed": self._base_seed,
             "tickets": tickets,
@@ -369,6 +375,7 @@ class LotteryTicket(Callback):
         self._round_start_step = state["round_start_step"]
         self._best = state["best"]
         self._best_step = state["best_step"]
+        self._at_best = dict(state.get("at_best", {}))
         self._finished = state["finished"]
         self._base_seed = state["base_seed"]
         self.tickets = []
@@ -392,6 +399,11 @@ def rounds_csv(tickets: list[Ticket], monitor: str = "val_loss") -> str:
         row["density"] = f"{t.density:.6f}"
         writer.writerow(row)
     return out.getvalue()
+
+
+def _scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The one-number entries of a metrics dict, as floats."""
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, Tensor) and v.numel() == 1}
 
 
 def _get_rng() -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import math
 import os
+import pickle
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -312,31 +313,55 @@ class FashionMNIST(_MNISTLike):
         return [DEBIAN_FASHION_MNIST]
 
 
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles CIFAR's python batches (dicts of numpy arrays, lists and bytes) and nothing else."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+               ("numpy._core.multiarray", "scalar")}
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a CIFAR batch file")
+        return super().find_class(module, name)
+
+
+def read_cifar_batches(folder: Path, files: list[str], label_key: str) -> tuple[Tensor, Tensor]:
+    """Images (N, 3, 32, 32 uint8) and labels from CIFAR python-format batch files."""
+    xs, ys = [], []
+    for name in files:
+        with open(folder / name, "rb") as f:
+            entry = _ArrayUnpickler(f, encoding="latin1").load()
+        xs.append(torch.from_numpy(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).copy()))
+        ys.append(torch.tensor(entry[label_key], dtype=torch.long))
+    return torch.cat(xs), torch.cat(ys)
+
+
 class _CIFAR(VisionDataModule):
     image_shape = (3, 32, 32)
     default_val_size = 5000  # 45K train / 5K validation
     default_augment = True
     folder: ClassVar[str] = ""
     torchvision_class: ClassVar[str] = ""
-
-    def _arrays(self, root: Path, download: bool) -> Arrays:
-        import torchvision
-
-        cls = getattr(torchvision.datasets, self.torchvision_class)
-        train, test = cls(str(root), train=True, download=download), cls(str(root), train=False, download=download)
-
-        def conv(ds: Any) -> tuple[Tensor, Tensor]:
-            return torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets, dtype=torch.long)
-
-        return (*conv(train), *conv(test))
+    train_files: ClassVar[list[str]] = []
+    test_files: ClassVar[list[str]] = []
+    label_key: ClassVar[str] = "labels"
 
     def _read_local(self, root: Path) -> Arrays | None:
-        if not (root / self.folder).is_dir():
+        folder = root / self.folder
+        if not all((folder / f).is_file() for f in self.train_files + self.test_files):
             return None
-        return self._arrays(root, download=False)
+        return (*read_cifar_batches(folder, self.train_files, self.label_key),
+                *read_cifar_batches(folder, self.test_files, self.label_key))
 
     def _download(self, root: Path) -> Arrays:
-        return self._arrays(root, download=True)
+        import torchvision
+
+        getattr(torchvision.datasets, self.torchvision_class)(str(root), train=True, download=True)
+        arrays = self._read_local(root)
+        if arrays is None:
+            raise FileNotFoundError(f"torchvision's download left no {self.folder} in {root}")
+        return arrays
 
 
 class CIFAR10(_CIFAR):
@@ -344,6 +369,7 @@ class CIFAR10(_CIFAR):
 
     name = "CIFAR-10"
     folder, torchvision_class = "cifar-10-batches-py", "CIFAR10"
+    train_files, test_files = [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"]
     mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
 
@@ -353,6 +379,7 @@ class CIFAR100(_CIFAR):
     name = "CIFAR-100"
     num_classes = 100
     folder, torchvision_class = "cifar-100-python", "CIFAR100"
+    train_files, test_files, label_key = ["train"], ["test"], "fine_labels"
     mean, std = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
 
 
