@@ -63,6 +63,8 @@ class ClassificationModule(pl.LightningModule):
         self.test_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
         self._train_loss_sum: Tensor | None = None
         self._train_batches = 0
+        self._train_preds: list[Tensor] = []
+        self._train_targets: list[Tensor] = []
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
@@ -71,8 +73,9 @@ class ClassificationModule(pl.LightningModule):
         x, y = batch
         logits = self(x)
         loss = nn.functional.cross_entropy(logits, y)
-        self.train_acc.update(logits.detach(), y)
-        # summed here and logged once per epoch: a per-step self.log costs more than a LeNet step
+        # kept here and measured once per epoch: a per-step self.log or metric update costs more than a LeNet step
+        self._train_preds.append(logits.detach().argmax(1))
+        self._train_targets.append(y)
         detached = loss.detach()
         self._train_loss_sum = detached if self._train_loss_sum is None else self._train_loss_sum + detached
         self._train_batches += 1
@@ -81,9 +84,12 @@ class ClassificationModule(pl.LightningModule):
     def on_train_epoch_end(self) -> None:
         if self._train_batches:
             self.log("train_loss", self._train_loss_sum / self._train_batches, sync_dist=True)
-        self.log("train_acc", self.train_acc.compute())
-        self.train_acc.reset()
+        if self._train_preds:
+            self.train_acc.update(torch.cat(self._train_preds), torch.cat(self._train_targets))
+            self.log("train_acc", self.train_acc.compute())
+            self.train_acc.reset()
         self._train_loss_sum, self._train_batches = None, 0
+        self._train_preds, self._train_targets = [], []
 
     def _split(self, dataloader_idx: int) -> str:
         splits = getattr(self.trainer.datamodule, "val_splits", ("val",)) if self.trainer.datamodule else ("val",)
