@@ -4,27 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from torch import nn
+from torch import Tensor, nn
 
 PRUNABLE = (nn.Linear, nn.modules.conv._ConvNd)
 
 
-def kaiming_normal(m: nn.Module) -> None:
-    """He et al. normal init (fan-in, ReLU gain) for Linear/Conv weights; batch norm to (1, 0)."""
-    if isinstance(m, PRUNABLE):
-        nn.init.kaiming_normal_(m.weight)
-    elif isinstance(m, nn.modules.batchnorm._BatchNorm):
-        nn.init.ones_(m.weight)
-        nn.init.zeros_(m.bias)
+def _initializer(weight_init: Callable[[Tensor], Tensor]) -> Callable[[nn.Module], None]:
+    """An initializer that applies `weight_init` to Linear/Conv weights and sets batch norm to (1, 0)."""
+
+    def init(m: nn.Module) -> None:
+        if isinstance(m, PRUNABLE):
+            weight_init(m.weight)
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine:
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    return init
 
 
-def glorot_normal(m: nn.Module) -> None:
-    """Gaussian Glorot (Xavier normal) init, as Frankle & Carbin's LeNet and Conv nets."""
-    if isinstance(m, PRUNABLE):
-        nn.init.xavier_normal_(m.weight)
-    elif isinstance(m, nn.modules.batchnorm._BatchNorm):
-        nn.init.ones_(m.weight)
-        nn.init.zeros_(m.bias)
+kaiming_normal = _initializer(nn.init.kaiming_normal_)  # He et al.: fan-in, ReLU gain
+glorot_normal = _initializer(nn.init.xavier_normal_)  # Gaussian Glorot, as Frankle & Carbin's LeNet and Conv nets
 
 
 INITIALIZERS: dict[str, Callable[[nn.Module], None]] = {
