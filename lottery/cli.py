@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from pytorch_lightning.callbacks import TQDMProgressBar
 from pytorch_lightning.cli import LightningCLI
 
 from lottery.callback import LotteryTicket
@@ -24,13 +24,13 @@ class LotteryCLI(LightningCLI):
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of the `lottery` console script."""
+    # a progress bar redrawn every step costs more than a LeNet step; every 20 steps looks the same
+    os.environ.setdefault("TQDM_MINITERS", "20")
     LotteryCLI(
         ClassificationModule,
         VisionDataModule,
         subclass_mode_data=True,
         save_config_kwargs={"overwrite": True},
-        # a bar redrawn every step costs more than a LeNet step; every 20 steps looks the same
-        trainer_defaults={"callbacks": [TQDMProgressBar(refresh_rate=20)]},
         args=args,
     )
 
