@@ -58,6 +58,11 @@ class LotteryTicket(Callback):
             alone keeps them exactly zero (zero gradient and zero state give a zero update, weight decay
             included), so the second pass is skipped for them unless asked; other optimizers always get it.
 
+    Pruning at initialization: with ``epochs_per_round=0`` the callback runs `rounds` scoring steps (the
+    exponential schedule d^(k/rounds)) before the first training step, data-driven pruners drawing their
+    batches from the train dataloader on rank zero, logs the result as round 1, and the Trainer then trains
+    that ticket for its own `max_epochs`.
+
     Rewinding and epochs: Lightning runs whole epochs, so every round starts at an epoch boundary. A
     rewound round restores the model, the learning-rate schedulers (epoch and step interval) and, with
     ``optimizer_state="rewind"``, the optimizer state of step k = N·S + M of round 0 (S optimizer steps
@@ -93,8 +98,9 @@ class LotteryTicket(Callback):
         super().__init__()
         if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
             raise ValueError(f"rounds must be a positive integer (pruning rounds after the dense round 0), got {rounds!r}")
-        if not isinstance(epochs_per_round, int) or epochs_per_round < 1:
-            raise ValueError(f"epochs_per_round must be a positive integer, got {epochs_per_round!r}")
+        if not isinstance(epochs_per_round, int) or epochs_per_round < 0:
+            raise ValueError(f"epochs_per_round must be a positive integer, or 0 for pruning at initialization; "
+                             f"got {epochs_per_round!r}")
         if prune_fraction is not None and density is not None:
             raise ValueError("pass either prune_fraction (removed per round) or density (final fraction kept), not both")
         check_fraction("prune_fraction", prune_fraction)
@@ -111,6 +117,9 @@ class LotteryTicket(Callback):
             exclude = (exclude,)
         self.pruner = get(pruner)
         self.rewind = RewindPoint.parse(rewind)
+        if epochs_per_round == 0 and self.rewind.kind != "init":
+            raise ValueError(f"pruning at initialization (epochs_per_round=0) keeps the initial values; rewind={rewind!r} "
+                             "needs training rounds: leave rewind='init' or set epochs_per_round > 0")
         if self.rewind.kind == "step" and (
             self.rewind.epochs > epochs_per_round or (self.rewind.epochs == epochs_per_round and self.rewind.iterations == 0)
         ):
@@ -177,7 +186,8 @@ class LotteryTicket(Callback):
             self._base_seed = self.seed if self.seed is not None else torch.initial_seed()
         if self.rewind.kind == "step" and self.rewind.iterations == 0:
             self._later_epochs = self.epochs_per_round - self.rewind.epochs
-        self._set_budget(trainer)
+        if self.epochs_per_round > 0:
+            self._set_budget(trainer)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._masks is None:
@@ -212,9 +222,26 @@ class LotteryTicket(Callback):
             self._set_budget(trainer)
         for ticket in self.tickets:  # after a resume into a new log folder, earlier tickets go there too
             self._save(trainer, ticket, overwrite=False)
+        if self.epochs_per_round == 0 and self._round == 0:
+            self._prune_at_init(trainer, pl_module)
+
+    def _prune_at_init(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """All scoring steps before training: the zero-training case of the loop."""
+        self._snapshot = {"model": {k: v.detach().clone() for k, v in pl_module.state_dict().items()}}
+        batches = trainer.train_dataloader if self.pruner.needs_data else None
+        packed = None
+        if trainer.is_global_zero:
+            masks = self._plan.prune_steps(pl_module, self.pruner, self.rounds, batches, seed=self._base_seed)
+            packed = {n: pack_bits(m) for n, m in masks.items()}
+        self._install_masks(trainer, pl_module, packed)
+        self._round = 1
+        self._round_start_step = trainer.global_step
+        density = sum(int(m.sum()) for m in self._masks.values()) / sum(m.numel() for m in self._masks.values())
+        rank_zero_info(f"LotteryTicket: {self.pruner.name} pruned at initialization in {self.rounds} steps to "
+                       f"density {density:.6f}; training the ticket for max_epochs={trainer.max_epochs}.")
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
-        if self._snapshot is None and self._round == 0 and trainer.global_step >= self._rewind_step:
+        if self._snapshot is None and self._round == 0 and self.epochs_per_round and trainer.global_step >= self._rewind_step:
             self._snapshot = {
                 "step": trainer.global_step,
                 "model": {k: v.detach().clone() for k, v in pl_module.state_dict().items()},
@@ -239,14 +266,15 @@ class LotteryTicket(Callback):
             self._at_best = _scalars(trainer.callback_metrics)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        while self._round < self.rounds and trainer.current_epoch >= self._round_start_epoch(self._round + 1):
+        while (self.epochs_per_round and self._round < self.rounds
+               and trainer.current_epoch >= self._round_start_epoch(self._round + 1)):
             self._close_round(trainer, pl_module)
             self._next_round(trainer, pl_module)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._finished:
             return
-        if self._round < self.rounds:
+        if self.epochs_per_round and self._round < self.rounds:
             rank_zero_warn(f"LotteryTicket: training stopped in round {self._round} of {self.rounds}; "
                            "its ticket is saved with the metrics reached so far.")
         self._close_round(trainer, pl_module)
@@ -298,14 +326,21 @@ class LotteryTicket(Callback):
             with seeded(self._base_seed + 1_000_003 * new_round):
                 masks = self._plan.step(pl_module, self.pruner, self._masks, new_round)
             packed = {n: pack_bits(m) for n, m in masks.items()}
-        packed = trainer.strategy.broadcast(packed, src=0)
-        self._masks = {n: unpack_bits(packed[n], m.shape).to(m.device) for n, m in self._masks.items()}
-        self._masker = Masker(pl_module, self._masks)
+        self._install_masks(trainer, pl_module, packed)
         self._round = new_round
         self._rewind_survivors(trainer, pl_module)
         self._round_start_step = trainer.global_step
         self._best = self._best_step = None
         self._at_best = {}
+
+    def _install_masks(self, trainer: pl.Trainer, pl_module: pl.LightningModule, packed: dict[str, Tensor] | None) -> None:
+        """Take rank zero's masks (bit-packed, broadcast to every rank) and zero the pruned weights."""
+        packed = trainer.strategy.broadcast(packed, src=0)
+        self._masks = {n: unpack_bits(packed[n], m.shape).to(m.device) for n, m in self._masks.items()}
+        self._masker = Masker(pl_module, self._masks)
+        self._masker.apply()
+        for opt in trainer.optimizers:
+            self._masker.mask_optimizer_state(opt)
 
     def _rewind_survivors(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.rewind.kind == "none":

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from lottery import select as sel
 from lottery.masking import masked
 from lottery.pruning import Pruner, get
+from lottery.pruning.batches import take
 from lottery.schedule import per_round_fraction
 from lottery.ticket import Ticket
 
@@ -59,9 +60,23 @@ class Plan:
         params = dict(model.named_parameters())
         return {n: torch.ones_like(params[n], dtype=torch.bool) for n in self.names}
 
+    def prune_steps(self, model: nn.Module, pruner: Pruner, rounds: int, batches: Iterable[Any] | None = None,
+                    seed: int | None = None) -> dict[str, Tensor]:
+        """Masks after `rounds` scoring steps from dense with no training between them; `model` is left as it was."""
+        masks = self.dense_masks(model)
+        if pruner.needs_data:  # drawn once: every step scores on the same examples
+            batches = take(batches, getattr(pruner, "batches", 1), getattr(pruner, "per_class", None))
+        for r in range(1, rounds + 1):
+            # FORCE scores all weights at the masked point itself; the others score the masked network
+            context = nullcontext() if pruner.revives else masked(model, masks)
+            with seeded(None if seed is None else seed + r), context:
+                masks = self.step(model, pruner, masks, r, batches)
+        return masks
+
     def step(self, model: nn.Module, pruner: Pruner, masks: Mapping[str, Tensor], round: int,
              batches: Iterable[Any] | None = None) -> dict[str, Tensor]:
         """Masks after `round` rounds: score the model as it is and keep each group's scheduled count."""
+        pruner.masks = masks  # FORCE scores at the masked point of an unmasked model
         scores = pruner.scores(model, batches)
         groups = sel.groups(self.sizes, round, self.prune_fraction, self.fractions, self.scope)
         return sel.select(scores, masks, groups, revive=pruner.revives)
@@ -71,7 +86,7 @@ def prune(
     model: nn.Module,
     pruner: str | Pruner = "magnitude",
     density: float | None = None,
-    rounds: int = 1,
+    rounds: int | None = None,
     batches: Iterable[Any] | None = None,
     scope: str = "global",
     *,
@@ -87,18 +102,16 @@ def prune(
         raise ValueError("pass either density= or prune_fraction=, not both")
     check_fraction("density", density)
     check_fraction("prune_fraction", prune_fraction)
+    pr = get(pruner)
+    rounds = pr.default_rounds if rounds is None else rounds
     if not isinstance(rounds, int) or rounds < 1:
         raise ValueError(f"rounds must be a positive integer, got {rounds!r}")
-    pr = get(pruner)
     if pr.needs_data and batches is None:
         raise ValueError(f"pruner {pr.name!r} scores with data: pass batches= (an iterable of (inputs, targets))")
     p = per_round_fraction(prune_fraction, density, rounds)
     plan = Plan(model, p, scope, fractions, exclude)
     weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    masks = plan.dense_masks(model)
-    for r in range(1, rounds + 1):
-        with seeded(None if seed is None else seed + r), masked(model, masks):
-            masks = plan.step(model, pr, masks, r, batches)
+    masks = plan.prune_steps(model, pr, rounds, batches, seed)
     for n, m in masks.items():
         weights[n] = weights[n] * m.to(weights[n].device)
     meta = {"round": 1, "steps": rounds, "pruner": pr.name, "scope": scope, "rewind": "init",

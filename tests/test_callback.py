@@ -141,7 +141,7 @@ def test_kill_and_resume_gives_identical_tickets(tmp_path, kill_step):
         ({"rewind": "3x"}, "not understood"),
         ({"rewind": "5ep", "epochs_per_round": 3}, "beyond the round length"),
         ({"rewind": "3ep", "epochs_per_round": 3}, "beyond the round length"),
-        ({"pruner": "nope"}, "unknown pruner 'nope'; registered pruners: magnitude, random"),
+        ({"pruner": "nope"}, "unknown pruner 'nope'; registered pruners: force, grasp, grasp_abs, iter_snip, magnitude, random, snip, synflow"),
         ({"scope": "local"}, "scope='local' is not allowed"),
         ({"rounds": 0}, "rounds must be a positive integer"),
         ({"optimizer_state": "keep"}, "optimizer_state='keep' is not allowed"),

@@ -15,13 +15,17 @@ def state(model):
 def test_prune_reaches_density_and_leaves_model_unchanged(pruner, scope):
     torch.manual_seed(0)
     model = SmallCNN()
+    model.example_input_array = torch.zeros(1, 1, 8, 8)
+    g = torch.Generator().manual_seed(0)
+    batches = [(torch.randn(16, 1, 8, 8, generator=g), torch.randint(0, 3, (16,), generator=g)) for _ in range(2)]
     before = state(model)
-    ticket = prune(model, pruner=pruner, density=0.1, rounds=4, scope=scope, seed=1)
+    ticket = prune(model, pruner=pruner, density=0.1, rounds=4, scope=scope, seed=1, batches=batches)
     total = 36 + 432
     assert abs(ticket.density * total - round(0.1 * total)) <= 1
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k])
-    again = prune(model, pruner=pruner, density=0.1, rounds=4, scope=scope, seed=1)
+    assert model.training and all(p.grad is None and p.requires_grad for p in model.parameters())
+    again = prune(model, pruner=pruner, density=0.1, rounds=4, scope=scope, seed=1, batches=batches)
     assert all(torch.equal(ticket.masks[n], again.masks[n]) for n in ticket.masks)
     assert ticket.metadata["pruner"] == pruner and ticket.metadata["steps"] == 4
 

@@ -6,7 +6,10 @@ from typing import Any
 
 from lottery.pruning.base import Pruner
 from lottery.pruning.magnitude import Magnitude
+from lottery.pruning.grasp import GraSP, GraSPAbs
 from lottery.pruning.random import Random
+from lottery.pruning.snip import FORCE, SNIP, IterativeSNIP
+from lottery.pruning.synflow import SynFlow
 
 PRUNERS: dict[str, type[Pruner]] = {}
 
@@ -29,7 +32,8 @@ def get(pruner: str | Pruner, **kwargs: Any) -> Pruner:
     return PRUNERS[pruner](**kwargs)
 
 
-for _cls in (Magnitude, Random):
+for _cls in (Magnitude, Random, SynFlow, SNIP, IterativeSNIP, FORCE, GraSP, GraSPAbs):
     register(_cls)
 
-__all__ = ["PRUNERS", "Pruner", "Magnitude", "Random", "get", "register"]
+__all__ = ["PRUNERS", "Pruner", "Magnitude", "Random", "SynFlow", "SNIP", "IterativeSNIP", "FORCE", "GraSP",
+           "GraSPAbs", "get", "register"]

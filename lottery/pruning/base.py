@@ -16,6 +16,7 @@ class Pruner:
     name: ClassVar[str] = ""
     needs_data: ClassVar[bool] = False  # scores need batches from the data
     revives: ClassVar[bool] = False  # pruned weights compete again at the next selection (FORCE)
+    default_rounds: ClassVar[int] = 1  # scoring steps when `prune` is given none
 
     def scores(self, model: nn.Module, batches: Iterable[Any] | None = None) -> dict[str, Tensor]:
         """Scores for every prunable weight of `model`, keyed like `named_parameters()`."""

@@ -1,0 +1,65 @@
+"""GraSP (Wang et al., ICLR 2020): keep the weights whose removal least reduces the gradient flow."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from lottery.pruning.base import Pruner
+from lottery.pruning.batches import model_device, scoring_copy, take
+
+
+class GraSP(Pruner):
+    """S = -θ ⊙ Hg with g = ∇L and logits divided by a temperature of 200; the highest S are removed.
+
+    Our convention is that higher scores survive, so `scores` returns θ ⊙ Hg (= -S): keeping its highest
+    values is removing the highest S. Hg is the gradient of gᵀ∇L with g held fixed (double backprop).
+    """
+
+    name = "grasp"
+    needs_data = True
+    default_rounds = 1
+
+    def __init__(self, batches: int = 1, per_class: int | None = None, temperature: float = 200.0) -> None:
+        self.batches, self.per_class, self.temperature = batches, per_class, temperature
+
+    def hessian_gradient(self, net: nn.Module, data: list[tuple[Tensor, Tensor]]) -> dict[str, Tensor]:
+        """Hg for the prunable weights of `net`, averaged over all examples of `data`."""
+        weights = self.prunable_parameters(net)
+        params = list(weights.values())
+        total = sum(len(y) for _, y in data)
+
+        def loss(x: Tensor, y: Tensor) -> Tensor:
+            return nn.functional.cross_entropy(net(x) / self.temperature, y, reduction="sum") / total
+
+        g = [torch.zeros_like(p) for p in params]
+        for x, y in data:
+            for acc, gi in zip(g, torch.autograd.grad(loss(x, y), params)):
+                acc.add_(gi)
+        hg = [torch.zeros_like(p) for p in params]
+        for x, y in data:
+            grads = torch.autograd.grad(loss(x, y), params, create_graph=True)
+            z = sum((gi * gd).sum() for gi, gd in zip(g, grads))
+            for acc, h in zip(hg, torch.autograd.grad(z, params)):
+                acc.add_(h)
+        return dict(zip(weights, hg))
+
+    def scores(self, model: nn.Module, batches: Iterable[Any] | None = None) -> dict[str, Tensor]:
+        """θ ⊙ Hg (= -S)."""
+        data = take(batches, self.batches, self.per_class, model_device(model))
+        net = scoring_copy(model).train()
+        hg = self.hessian_gradient(net, data)
+        return {n: (p.detach() * hg[n]) for n, p in self.prunable_parameters(net).items()}
+
+
+class GraSPAbs(GraSP):
+    """|S| = |θ ⊙ Hg|, keeping the largest: the variant Frankle et al. (2021) found as good or better."""
+
+    name = "grasp_abs"
+
+    def scores(self, model: nn.Module, batches: Iterable[Any] | None = None) -> dict[str, Tensor]:
+        """|θ ⊙ Hg|."""
+        return {n: s.abs() for n, s in super().scores(model, batches).items()}
