@@ -23,9 +23,9 @@ from lottery.models import build
 from lottery.pruning import get
 
 
-def model(name: str) -> nn.Module:
+def model(name: str, init: str = "default") -> nn.Module:
     torch.manual_seed(0)
-    net = build(name, init="default")
+    net = build(name, init=init)
     net.example_input_array = torch.zeros(1, 3, 32, 32)
     return net
 
@@ -73,18 +73,21 @@ def collapses(ticket) -> bool:
 
 
 def critical_compression() -> None:
-    net = model("vgg16")
+    nets = {"default": model("vgg16"), "kaiming_normal": model("vgg16", "kaiming_normal")}
     batches = [batch()]
     print("maximal critical compression on CIFAR VGG-16 (10^x, steps of 0.25; paper: SynFlow 10^5.75-10^6, "
           "magnitude 10^2.75, SNIP/GraSP 10^3.5-10^3.75)")
-    for pruner, rounds in (("synflow", 100), ("magnitude", 1), ("snip", 1), ("grasp", 1), ("random", 1)):
+    runs = [("synflow", 100, "default"), ("magnitude", 1, "default"), ("magnitude", 1, "kaiming_normal"),
+            ("snip", 1, "default"), ("grasp", 1, "default"), ("random", 1, "default")]
+    for pruner, rounds, init in runs:
+        net = nets[init]
         lo, hi = 0, 28  # x = k/4 for k in [lo, hi]: lo known fine, hi assumed collapsed
         t = time.perf_counter()
         while hi - lo > 1:
             mid = (lo + hi) // 2
             ticket = prune(net, pruner, density=10 ** (-mid / 4), rounds=rounds, batches=batches, seed=0)
             lo, hi = (lo, mid) if collapses(ticket) else (mid, hi)
-        print(f"  {pruner:9s} 10^{lo / 4:.2f}   ({time.perf_counter() - t:.0f} s)")
+        print(f"  {pruner:9s} {init:14s} init  10^{lo / 4:.2f}   ({time.perf_counter() - t:.0f} s)")
 
 
 def main() -> None:

@@ -85,10 +85,12 @@ def top_k_mask(values: Tensor, k: int) -> Tensor:
     if k <= 0:
         return torch.zeros(n, dtype=torch.bool, device=values.device)
     threshold = torch.kthvalue(values, n - k + 1).values
-    above = values > threshold
+    keep = values > threshold
     ties = values == threshold
-    needed = k - int(above.sum())
-    return above | (ties & (torch.cumsum(ties, 0) <= needed))
+    needed = k - int(keep.sum())
+    tie_idx = ties.nonzero().squeeze(1)
+    keep[tie_idx[:needed]] = True  # nonzero() lists ties by index: the lower ones win
+    return keep
 
 
 def select(
@@ -113,6 +115,9 @@ def select(
         old = torch.cat([masks[n].reshape(-1) for n in names])
         if revive:
             keep = top_k_mask(flat, k)
+        elif int(old.sum()) * 2 >= old.numel() and not torch.isneginf(flat).any():
+            # most weights still compete: rank in place, the pruned ones below every candidate
+            keep = top_k_mask(flat.masked_fill_(~old, float("-inf")), k) & old
         else:
             idx = old.nonzero().squeeze(1)
             keep = torch.zeros_like(old)
