@@ -10,7 +10,6 @@ import torch
 from torch import Tensor, nn
 
 from lottery import select as sel
-from lottery.masking import masked
 from lottery.pruning import Pruner, get
 from lottery.pruning.batches import take
 from lottery.schedule import per_round_fraction
@@ -66,11 +65,22 @@ class Plan:
         masks = self.dense_masks(model)
         if pruner.needs_data:  # drawn once: every step scores on the same examples
             batches = take(batches, getattr(pruner, "batches", 1), getattr(pruner, "per_class", None))
-        for r in range(1, rounds + 1):
-            # FORCE scores all weights at the masked point itself; the others score the masked network
-            context = nullcontext() if pruner.revives else masked(model, masks)
-            with seeded(None if seed is None else seed + r), context:
-                masks = self.step(model, pruner, masks, r, batches)
+        # FORCE scores all weights at the masked point itself; the others score the masked network, whose
+        # pruned weights are zeroed step by step (masks only shrink) and restored once at the end
+        params = dict(model.named_parameters())
+        saved = {} if pruner.revives else {n: params[n].detach().clone() for n in self.names}
+        try:
+            for r in range(1, rounds + 1):
+                if saved and r > 1:
+                    with torch.no_grad():
+                        for n, m in masks.items():
+                            params[n].mul_(m.to(params[n].device))
+                with seeded(None if seed is None else seed + r):
+                    masks = self.step(model, pruner, masks, r, batches)
+        finally:
+            with torch.no_grad():
+                for n, value in saved.items():
+                    params[n].copy_(value)
         return masks
 
     def step(self, model: nn.Module, pruner: Pruner, masks: Mapping[str, Tensor], round: int,

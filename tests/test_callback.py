@@ -5,7 +5,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
-from helpers import MLP, Module, trainer
+from helpers import Module, trainer
 from lottery import LotteryTicket, Ticket
 
 E, S = 3, 6  # epochs per round, steps per epoch (96 examples, batch 16)

@@ -127,3 +127,18 @@ def test_schedule_values():
             RewindPoint.parse(bad)
     assert math.isclose(per_round_fraction(None, 0.01, 2), 0.9)
     assert kept_count(1000, 0.2, 3) == 512
+
+
+@pytest.mark.parametrize("dist", ["normal", "ties", "inf"])
+def test_kth_largest_on_large_inputs_is_exact(dist):
+    g = torch.Generator().manual_seed(0)
+    v = torch.randn(1_500_000, generator=g, dtype=torch.float64)
+    if dist == "ties":
+        v = (v * 3).round()  # few distinct values: thresholds fall inside big tie groups
+    if dist == "inf":
+        v[:900_000] = float("-inf")
+    for k in [1, 10, 123_457, 750_000, 1_499_999]:
+        expected = torch.sort(v, descending=True).values[k - 1]
+        assert sel.kth_largest(v, k) == expected
+        keep = sel.top_k_mask(v, k)
+        assert int(keep.sum()) == k and v[keep].min() >= v[~keep].max()
