@@ -236,7 +236,7 @@ class LotteryTicket(Callback):
         self._install_masks(trainer, pl_module, packed)
         self._round = 1
         self._round_start_step = trainer.global_step
-        density = sum(int(m.sum()) for m in self._masks.values()) / sum(m.numel() for m in self._masks.values())
+        density = sum(int(torch.count_nonzero(m)) for m in self._masks.values()) / sum(m.numel() for m in self._masks.values())
         rank_zero_info(f"LotteryTicket: {self.pruner.name} pruned at initialization in {self.rounds} steps to "
                        f"density {density:.6f}; training the ticket for max_epochs={trainer.max_epochs}.")
 

@@ -52,7 +52,7 @@ class Ticket:
     def density(self) -> float:
         """Fraction of the prunable weights kept."""
         total = sum(m.numel() for m in self.masks.values())
-        return sum(int(m.sum()) for m in self.masks.values()) / total if total else 1.0
+        return sum(int(torch.count_nonzero(m)) for m in self.masks.values()) / total if total else 1.0
 
     @property
     def round(self) -> int:
@@ -66,11 +66,11 @@ class Ticket:
 
     def layer_densities(self) -> dict[str, float]:
         """Fraction of weights kept in each masked parameter."""
-        return {n: float(m.sum()) / m.numel() for n, m in self.masks.items()}
+        return {n: int(torch.count_nonzero(m)) / m.numel() for n, m in self.masks.items()}
 
     def counts(self) -> dict[str, tuple[int, int]]:
         """(kept, total) for each masked parameter."""
-        return {n: (int(m.sum()), m.numel()) for n, m in self.masks.items()}
+        return {n: (int(torch.count_nonzero(m)), m.numel()) for n, m in self.masks.items()}
 
     @torch.no_grad()
     def apply(self, model: nn.Module) -> nn.Module:
