@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 from pytorch_lightning.cli import LightningCLI
@@ -22,8 +23,37 @@ class LotteryCLI(LightningCLI):
         parser.link_arguments("data", "model.input_shape", compute_fn=lambda d: d.image_shape, apply_on="instantiate")
 
 
+TOOLS = {
+    "inspect": "lottery inspect TICKET [TICKET2 ...]: per-layer density, metadata and mask overlap (Jaccard)",
+    "report": "lottery report RUN_DIR [--out DIR]: accuracy-vs-density and layer-density plots, a markdown table",
+}
+
+
+def _tool(argv: list[str]) -> None:
+    """The subcommands that do not train: inspect and report."""
+    import argparse
+
+    from lottery import report as rep
+
+    parser = argparse.ArgumentParser(prog=f"lottery {argv[0]}", description=TOOLS[argv[0]])
+    if argv[0] == "inspect":
+        parser.add_argument("tickets", nargs="+", help="ticket files (round_NN.safetensors)")
+        print(rep.inspect(parser.parse_args(argv[1:]).tickets))
+    else:
+        parser.add_argument("run_dir", help="a run folder holding tickets/ and rounds.csv")
+        parser.add_argument("--out", default=None, help="where to write (default: beside rounds.csv)")
+        ns = parser.parse_args(argv[1:])
+        for path in rep.report(ns.run_dir, ns.out):
+            print(f"wrote {path}")
+
+
 def main(args: list[str] | None = None) -> None:
     """Entry point of the `lottery` console script."""
+    argv = sys.argv[1:] if args is None else args
+    if argv and argv[0] in TOOLS:
+        return _tool(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print("Subcommands that do not train:\n" + "\n".join(f"  {line}" for line in TOOLS.values()) + "\n")
     # a progress bar redrawn every step costs more than a LeNet step; every 20 steps looks the same
     os.environ.setdefault("TQDM_MINITERS", "20")
     LotteryCLI(
