@@ -17,6 +17,7 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
 
+from lottery.integrations import wandb as wandb_integration
 from lottery.io import atomic_write_text
 from lottery.loop import Plan, check_fraction, seeded
 from lottery.masking import Masker, preserves_zeros
@@ -210,6 +211,7 @@ class LotteryTicket(Callback):
             steps_per_epoch = math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches)
         self._folder = None
         self._dir(trainer)
+        wandb_integration.define_metrics(trainer)
         self._rewind_step = self.rewind.step(steps_per_epoch)
         if self.rewind.kind == "step":
             if self._rewind_step >= self.epochs_per_round * steps_per_epoch:
@@ -279,6 +281,7 @@ class LotteryTicket(Callback):
                            "its ticket is saved with the metrics reached so far.")
         self._close_round(trainer, pl_module)
         self._finished = True
+        wandb_integration.log_summary(trainer, self.tickets, self._dir(trainer))
         rank_zero_info(f"LotteryTicket: {len(self.tickets)} tickets and rounds.csv in {self._dir(trainer)}")
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -309,7 +312,8 @@ class LotteryTicket(Callback):
         ticket = Ticket({n: m.cpu() for n, m in self._masks.items()}, weights, meta)
         ticket.metadata["density"] = ticket.density
         self.tickets.append(ticket)
-        self._save(trainer, ticket)
+        path = self._save(trainer, ticket)
+        wandb_integration.log_round(trainer, ticket, path)
         log = {"lottery/round": float(self._round), "lottery/density": ticket.density,
                f"lottery/best_{self.monitor}": metrics[f"best_{self.monitor}"],
                f"lottery/best_{self.monitor}_step": float(metrics["best_step"])}
@@ -369,14 +373,15 @@ class LotteryTicket(Callback):
             self._folder = Path(root)
         return self._folder
 
-    def _save(self, trainer: pl.Trainer, ticket: Ticket, overwrite: bool = True) -> None:
+    def _save(self, trainer: pl.Trainer, ticket: Ticket, overwrite: bool = True) -> Path | None:
         folder = self._dir(trainer)
         if not trainer.is_global_zero:
-            return
+            return None
         path = folder / f"round_{ticket.round:02d}.safetensors"
         if overwrite or not path.exists():
             ticket.save(path)
         atomic_write_text(folder / "rounds.csv", rounds_csv(self.tickets, self.monitor))
+        return path
 
     # -- checkpointing --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
