@@ -22,6 +22,7 @@ from lottery.io import atomic_write_text
 from lottery.loop import Plan, check_fraction, seeded
 from lottery.masking import Masker, preserves_zeros
 from lottery.pruning import Pruner, get
+from lottery.pruning.inverted import Inverted
 from lottery.schedule import RewindPoint, per_round_fraction
 from lottery.ticket import Ticket, pack_bits, unpack_bits
 
@@ -54,6 +55,7 @@ class LotteryTicket(Callback):
             validation loss is the early-stopping iteration of Frankle & Carbin.
         dirpath: where tickets and ``rounds.csv`` go (default ``<trainer.log_dir>/tickets``).
         seed: seed of the scoring randomness (random pruner); default torch's initial seed.
+        invert: prune the highest scores instead of the lowest (the inversion sanity check).
         remask_after_step: also zero pruned weights after every optimizer step. Gradients of pruned
             weights are always zeroed before the step; for SGD, Adam, AdamW, RMSprop and Adagrad that
             alone keeps them exactly zero (zero gradient and zero state give a zero update, weight decay
@@ -95,6 +97,7 @@ class LotteryTicket(Callback):
         dirpath: str | None = None,
         seed: int | None = None,
         remask_after_step: bool = False,
+        invert: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
@@ -116,7 +119,7 @@ class LotteryTicket(Callback):
             raise ValueError(f"mode={mode!r} is not allowed; use 'min' or 'max'")
         if isinstance(exclude, str):
             exclude = (exclude,)
-        self.pruner = get(pruner)
+        self.pruner = Inverted(pruner) if invert else get(pruner)
         self.rewind = RewindPoint.parse(rewind)
         if epochs_per_round == 0 and self.rewind.kind != "init":
             raise ValueError(f"pruning at initialization (epochs_per_round=0) keeps the initial values; rewind={rewind!r} "

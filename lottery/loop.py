@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from lottery import select as sel
 from lottery.pruning import Pruner, get
 from lottery.pruning.batches import take
+from lottery.pruning.inverted import Inverted
 from lottery.schedule import per_round_fraction
 from lottery.ticket import Ticket
 
@@ -104,6 +105,7 @@ def prune(
     fractions: Mapping[str, float] | None = None,
     exclude: Iterable[str] = (),
     seed: int | None = None,
+    invert: bool = False,
 ) -> Ticket:
     """Score and select `rounds` times without training and return the ticket; `model` comes back unchanged."""
     if density is None and prune_fraction is None:
@@ -113,6 +115,8 @@ def prune(
     check_fraction("density", density)
     check_fraction("prune_fraction", prune_fraction)
     pr = get(pruner)
+    if invert:
+        pr = Inverted(pr)
     rounds = pr.default_rounds if rounds is None else rounds
     if not isinstance(rounds, int) or rounds < 1:
         raise ValueError(f"rounds must be a positive integer, got {rounds!r}")

@@ -1,0 +1,31 @@
+"""Score inversion: any pruner turned around, so that its highest-scored weights go first (a sanity check)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from torch import Tensor, nn
+
+from lottery.pruning.base import Pruner
+
+
+class Inverted(Pruner):
+    """Any pruner with its scores negated: the highest-scored weights are pruned first."""
+
+    def __init__(self, pruner: str | Pruner) -> None:
+        from lottery.pruning import get  # the registry imports the pruner modules; import it when used
+
+        self.inner = get(pruner)
+        self.name = f"{self.inner.name}_inverted"
+        self.needs_data = self.inner.needs_data
+        self.revives = self.inner.revives
+        self.default_rounds = self.inner.default_rounds
+
+    def scores(self, model: nn.Module, batches: Iterable[Any] | None = None) -> dict[str, Tensor]:
+        """The inner pruner's scores, negated (never NaN: no division is involved)."""
+        self.inner.masks = getattr(self, "masks", None)
+        return {n: -s for n, s in self.inner.scores(model, batches).items()}
+
+    def __repr__(self) -> str:
+        return f"Inverted({self.inner!r})"

@@ -1,0 +1,54 @@
+"""Sanity checks of Frankle et al. (ICLR 2021): shuffle a ticket within layers, reinitialize it, invert a pruner.
+
+A method that only chooses good per-layer densities loses nothing under `shuffle` or `reinitialize`; IMP with
+rewinding does. Every ticket can go through these transforms; the results are ordinary Tickets.
+"""
+
+from __future__ import annotations
+
+import copy
+import torch
+from torch import nn
+
+from lottery.models.init import initialize
+from lottery.pruning import Pruner
+from lottery.pruning.inverted import Inverted
+from lottery.ticket import Ticket
+
+
+def shuffle(ticket: Ticket, seed: int) -> Ticket:
+    """The same per-layer densities at random positions (each layer's mask permuted); rewind weights kept."""
+    gen = torch.Generator().manual_seed(seed)
+    masks = {}
+    for name, mask in ticket.masks.items():
+        flat = mask.reshape(-1).cpu()
+        masks[name] = flat[torch.randperm(flat.numel(), generator=gen)].view(mask.shape)
+    meta = {**ticket.metadata, "sanity": "shuffled", "sanity_seed": seed}
+    return Ticket(masks, dict(ticket.weights), meta)
+
+
+def reinitialize(ticket: Ticket, model: nn.Module, seed: int, init: str | None = None) -> Ticket:
+    """The same masks with freshly drawn initial weights (every parameter and buffer of `model` re-initialized).
+
+    Each module's own `reset_parameters` is used (PyTorch's defaults), then `init` (a name from
+    `lottery.models.INITIALIZERS`) if given; `model` itself is not changed.
+    """
+    fresh = copy.deepcopy(model)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for module in fresh.modules():
+            if hasattr(module, "reset_parameters") and module is not fresh:
+                module.reset_parameters()
+        if init is not None:
+            initialize(fresh, init)
+    weights = {k: v.detach().clone() for k, v in fresh.state_dict().items()}
+    missing = [n for n in ticket.masks if n not in weights]
+    if missing:
+        raise KeyError(f"ticket masks {missing[:5]} name no parameter of {type(model).__name__}")
+    meta = {**ticket.metadata, "sanity": "reinitialized", "sanity_seed": seed}
+    return Ticket({n: m.clone() for n, m in ticket.masks.items()}, weights, meta)
+
+
+def invert(pruner: str | Pruner) -> Pruner:
+    """`pruner` with inverted scores (prune the highest scores)."""
+    return Inverted(pruner)
