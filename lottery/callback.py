@@ -56,6 +56,10 @@ class LotteryTicket(Callback):
         dirpath: where tickets and ``rounds.csv`` go (default ``<trainer.log_dir>/tickets``).
         seed: seed of the scoring randomness (random pruner); default torch's initial seed.
         invert: prune the highest scores instead of the lowest (the inversion sanity check).
+        ticket: with ``epochs_per_round=0``, train this ticket (a path or a Ticket) instead of pruning: its
+            masks, and its rewind weights where it has them, are loaded before the first step.
+        sanity: transform `ticket` first: ``"shuffle"`` (same per-layer densities, random positions) or
+            ``"reinit"`` (same masks, fresh initial weights), seeded by `seed`.
         remask_after_step: also zero pruned weights after every optimizer step. Gradients of pruned
             weights are always zeroed before the step; for SGD, Adam, AdamW, RMSprop and Adagrad that
             alone keeps them exactly zero (zero gradient and zero state give a zero update, weight decay
@@ -98,6 +102,8 @@ class LotteryTicket(Callback):
         seed: int | None = None,
         remask_after_step: bool = False,
         invert: bool = False,
+        ticket: str | Ticket | None = None,
+        sanity: str | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
@@ -119,6 +125,14 @@ class LotteryTicket(Callback):
             raise ValueError(f"mode={mode!r} is not allowed; use 'min' or 'max'")
         if isinstance(exclude, str):
             exclude = (exclude,)
+        if ticket is not None and epochs_per_round != 0:
+            raise ValueError("ticket= trains a given ticket and needs epochs_per_round=0 (no pruning rounds)")
+        if sanity not in (None, "shuffle", "reinit"):
+            raise ValueError(f"sanity={sanity!r} is not allowed; use 'shuffle', 'reinit' or None")
+        if sanity is not None and ticket is None:
+            raise ValueError("sanity= transforms a given ticket: pass ticket= too")
+        self.ticket = Ticket.load(ticket) if isinstance(ticket, (str, Path)) else ticket  # bad files fail here
+        self.sanity = sanity
         self.pruner = Inverted(pruner) if invert else get(pruner)
         self.rewind = RewindPoint.parse(rewind)
         if epochs_per_round == 0 and self.rewind.kind != "init":
@@ -150,6 +164,7 @@ class LotteryTicket(Callback):
         self._masker: Masker | None = None
         self._hooks: list[Any] = []
         self._folder: Path | None = None
+        self._label = self.pruner.name
         # run state, all of it in state_dict()
         self._round = 0
         self._masks: dict[str, Tensor] | None = None
@@ -230,8 +245,32 @@ class LotteryTicket(Callback):
         if self.epochs_per_round == 0 and self._round == 0:
             self._prune_at_init(trainer, pl_module)
 
+    def _load_ticket(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Start from the given ticket (after its sanity transform): its weights where it has them, its masks."""
+        from lottery import sanity
+
+        ticket = self.ticket
+        if self.sanity == "shuffle":
+            ticket = sanity.shuffle(ticket, self._base_seed)
+        elif self.sanity == "reinit":
+            ticket = sanity.reinitialize(ticket, pl_module, self._base_seed)
+        if ticket.weights:
+            ticket.rewind(pl_module)
+        ticket.apply(pl_module)  # also checks that the masks fit this model
+        self._snapshot = {"model": {k: v.detach().clone() for k, v in pl_module.state_dict().items()}}
+        self._masks = {n: torch.ones_like(m, device=pl_module.device) for n, m in ticket.masks.items()}
+        packed = {n: pack_bits(m) for n, m in ticket.masks.items()} if trainer.is_global_zero else None
+        self._install_masks(trainer, pl_module, packed)
+        self._label = ticket.metadata.get("pruner", "ticket") + (f"+{self.sanity}" if self.sanity else "")
+        self._round = 1
+        self._round_start_step = trainer.global_step
+        rank_zero_info(f"LotteryTicket: training the given ticket ({self._label}, density {ticket.density:.6f}) "
+                       f"for max_epochs={trainer.max_epochs}.")
+
     def _prune_at_init(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """All scoring steps before training: the zero-training case of the loop."""
+        if self.ticket is not None:
+            return self._load_ticket(trainer, pl_module)
         self._snapshot = {"model": {k: v.detach().clone() for k, v in pl_module.state_dict().items()}}
         batches = trainer.train_dataloader if self.pruner.needs_data else None
         packed = None
@@ -305,7 +344,7 @@ class LotteryTicket(Callback):
             weights = self._snapshot["model"] if self._snapshot is not None else {}
         meta = {
             "round": self._round,
-            "pruner": self.pruner.name,
+            "pruner": self._label,
             "rewind": str(self.rewind),
             "scope": self.scope,
             "prune_fraction": self.prune_fraction,
@@ -405,6 +444,7 @@ class LotteryTicket(Callback):
             "at_best": self._at_best,
             "finished": self._finished,
             "base_seed": self._base_seed,
+            "label": self._label,
             "tickets": tickets,
             "rng": _get_rng(),
         }
@@ -421,6 +461,7 @@ class LotteryTicket(Callback):
         self._at_best = dict(state.get("at_best", {}))
         self._finished = state["finished"]
         self._base_seed = state["base_seed"]
+        self._label = state.get("label", self._label)
         self.tickets = []
         for entry in state["tickets"]:
             ticket = Ticket.unpack(entry["tensors"], entry["header"])
