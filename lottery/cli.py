@@ -26,6 +26,7 @@ class LotteryCLI(LightningCLI):
 TOOLS = {
     "inspect": "lottery inspect TICKET [TICKET2 ...]: per-layer density, metadata and mask overlap (Jaccard)",
     "report": "lottery report RUN_DIR [--out DIR]: accuracy-vs-density and layer-density plots, a markdown table",
+    "compare": "lottery compare --config configs/compare_NAME.yaml [--workers N] [--launcher local|ray]: a grid of runs",
 }
 
 
@@ -36,7 +37,15 @@ def _tool(argv: list[str]) -> None:
     from lottery import report as rep
 
     parser = argparse.ArgumentParser(prog=f"lottery {argv[0]}", description=TOOLS[argv[0]])
-    if argv[0] == "inspect":
+    if argv[0] == "compare":
+        from lottery import compare
+
+        parser.add_argument("--config", required=True, help="a comparison file (configs/compare_*.yaml)")
+        parser.add_argument("--workers", type=int, default=None, help="parallel cells (default: one per GPU, else 1)")
+        parser.add_argument("--launcher", choices=["local", "ray"], default=None)
+        ns = parser.parse_args(argv[1:])
+        print(f"wrote {compare.run(ns.config, ns.workers, ns.launcher)}")
+    elif argv[0] == "inspect":
         parser.add_argument("tickets", nargs="+", help="ticket files (round_NN.safetensors)")
         print(rep.inspect(parser.parse_args(argv[1:]).tickets))
     else:

@@ -1,0 +1,256 @@
+"""Side-by-side ticket comparisons: a grid of `lottery fit` runs (experiments × densities × seeds).
+
+Phase 1 trains the IMP experiments; phase 2 runs every pruning-at-initialization experiment at the densities
+of the IMP rounds and the sanity variants (reinitialized, shuffled) of the IMP tickets. Every cell is one
+training run of the same base config, named by a hash of what makes it differ, and leaves `done.json` when it
+finishes, so a killed comparison continues where it stopped. Cells go to local worker processes (one per
+visible GPU, each pinned to its device, or N CPU workers) or to Ray tasks; there is no scheduler of our own.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+import statistics
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lottery.io import atomic_write_text
+
+KINDS = ("imp", "pai", "reinit", "shuffle")
+RESULT_COLUMNS = ["experiment", "pruner", "seed", "round", "density", "val_acc", "val_acc_at_best", "test_acc",
+                  "test_acc_at_best", "best_step", "wall_time_s", "cell"]
+
+
+@dataclass
+class Cell:
+    """One training run of the grid."""
+
+    experiment: str
+    kind: str
+    seed: int
+    args: list[str] = field(default_factory=list)
+    source: str | None = None  # the IMP ticket a sanity cell starts from
+
+    def key(self, base: str, out: str) -> str:
+        """A stable identity: hash of the base config and of everything this cell changes (paths inside the
+        comparison's folder count relative to it, so a moved comparison keeps its cells)."""
+        text = json.dumps({"base": Path(base).read_text(), **asdict(self)}, sort_keys=True)
+        return hashlib.sha1(text.replace(str(Path(out)), "<out>").encode()).hexdigest()[:12]
+
+
+@dataclass
+class Spec:
+    """A comparison file: `base` config, `experiments`, `seeds`, where to write, how to launch."""
+
+    base: str
+    experiments: list[dict[str, Any]]
+    seeds: list[int] = field(default_factory=lambda: [0])
+    out: str = "runs/compare"
+    args: list[str] = field(default_factory=list)  # applied to every cell, e.g. shorter schedules
+    workers: int | None = None
+    launcher: str = "local"
+    threads: int = 1  # CPU threads per cell: fixed so results do not depend on the number of workers
+
+    @classmethod
+    def load(cls, path: str | Path) -> Spec:
+        """Read and check a comparison YAML file; errors say what is allowed."""
+        raw = yaml.safe_load(Path(path).read_text())
+        unknown = set(raw) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"{path}: unknown keys {sorted(unknown)}; allowed: {sorted(cls.__dataclass_fields__)}")
+        spec = cls(**raw)
+        base = Path(spec.base)
+        if not base.is_file():
+            raise FileNotFoundError(f"{path}: base config {spec.base} does not exist")
+        for e in spec.experiments:
+            if e.get("kind") not in KINDS or "name" not in e:
+                raise ValueError(f"{path}: each experiment needs a name and a kind in {KINDS}; got {e}")
+            if e["kind"] == "pai" and "pruner" not in e:
+                raise ValueError(f"{path}: experiment {e['name']!r} (kind pai) needs a pruner")
+        if not any(e["kind"] == "imp" for e in spec.experiments):
+            raise ValueError(f"{path}: needs one experiment of kind imp (the others use its densities and tickets)")
+        if spec.launcher not in ("local", "ray"):
+            raise ValueError(f"{path}: launcher must be 'local' or 'ray', got {spec.launcher!r}")
+        return spec
+
+
+def _base_ticket(spec: Spec) -> dict[str, Any]:
+    return (yaml.safe_load(Path(spec.base).read_text()) or {}).get("ticket", {}) or {}
+
+
+def phase_one(spec: Spec) -> list[Cell]:
+    """The IMP cells."""
+    return [Cell(e["name"], "imp", s, list(e.get("args", []))) for e in spec.experiments if e["kind"] == "imp"
+            for s in spec.seeds]
+
+
+def phase_two(spec: Spec, imp_results: dict[tuple[str, int], Path]) -> list[Cell]:
+    """Pruning-at-init cells at the IMP densities and sanity cells of the IMP tickets (rounds >= 1)."""
+    from lottery.pruning import get
+
+    epochs = int(_base_ticket(spec).get("epochs_per_round", 1))
+    if "--ticket.epochs_per_round" in spec.args:  # the grid's own shortening wins over the base config
+        epochs = int(spec.args[spec.args.index("--ticket.epochs_per_round") + 1])
+    imp_name = next(e["name"] for e in spec.experiments if e["kind"] == "imp")
+    cells = []
+    for e in spec.experiments:
+        for s in spec.seeds:
+            folder = imp_results[(imp_name, s)]
+            tickets = sorted(folder.glob("round_*.safetensors"))[1:]
+            common = ["--ticket.epochs_per_round", "0", "--ticket.seed", str(s), "--trainer.max_epochs", str(epochs),
+                      *e.get("args", [])]
+            if e["kind"] == "pai":
+                steps = int(e.get("steps", get(e["pruner"]).default_rounds))
+                for row in _rows(folder / "rounds.csv")[1:]:
+                    cells.append(Cell(e["name"], "pai", s, [
+                        "--ticket.pruner", e["pruner"], "--ticket.density", row["density"], "--ticket.prune_fraction",
+                        "null", "--ticket.rounds", str(steps), "--ticket.scope", "global", "--ticket.fractions", "null",
+                        "--ticket.rewind", "init", *common]))
+            elif e["kind"] in ("reinit", "shuffle"):
+                for path in tickets:
+                    cells.append(Cell(e["name"], e["kind"], s, [
+                        "--ticket.ticket", str(path), "--ticket.sanity", e["kind"], "--ticket.rewind", "init", *common],
+                        source=str(path)))
+    return cells
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def run_cell(base: str, out: str, cell: Cell, common: list[str], threads: int) -> list[dict[str, Any]]:
+    """Train one cell (unless it finished before) and return its result rows."""
+    import torch
+
+    key = cell.key(base, out)
+    folder = Path(out) / "cells" / key
+    done = folder / "done.json"
+    if done.exists():
+        return json.loads(done.read_text())["rows"]
+    from lottery.cli import main
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    start = time.perf_counter()
+    try:
+        main(["fit", "--config", base, "--seed_everything", str(cell.seed), "--trainer.default_root_dir", str(folder),
+              "--trainer.enable_progress_bar", "false", "--ticket.dirpath", str(folder / "tickets"), *common, *cell.args])
+    finally:
+        torch.set_num_threads(before)
+    wall = time.perf_counter() - start
+    rows = []
+    for r in _rows(folder / "tickets" / "rounds.csv"):
+        if cell.kind != "imp" and r["round"] == "0":
+            continue
+        rows.append({"experiment": cell.experiment, "pruner": r["pruner"], "seed": cell.seed, "round": int(r["round"]),
+                     "density": float(r["density"]), **{c: r.get(c, "") for c in RESULT_COLUMNS[5:10]},
+                     "wall_time_s": round(wall, 2), "cell": key})
+    atomic_write_text(done, json.dumps({"cell": asdict(cell), "rows": rows}))
+    with open(Path(out) / "executed.log", "a") as f:  # one line per cell actually trained
+        f.write(key + "\n")
+    return rows
+
+
+def _pin(devices: Any) -> None:
+    """Worker initializer: take one device id and make it the only visible GPU of this process."""
+    device = devices.get()
+    if device is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(device)
+
+
+def launch(spec: Spec, cells: list[Cell]) -> list[list[dict[str, Any]]]:
+    """Run cells with the configured launcher; results in the order of `cells`."""
+    args = (spec.base, spec.out, spec.args, spec.threads)
+    if spec.launcher == "ray":
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False)
+        import torch
+
+        remote = ray.remote(num_gpus=1 if torch.cuda.is_available() else 0, num_cpus=spec.threads)(run_cell)
+        return ray.get([remote.remote(spec.base, spec.out, c, spec.args, spec.threads) for c in cells])
+    import torch
+
+    gpus = torch.cuda.device_count()
+    workers = spec.workers or max(1, gpus)
+    if workers == 1:
+        return [run_cell(args[0], args[1], c, args[2], args[3]) for c in cells]
+    ctx = get_context("spawn")
+    devices = ctx.Manager().Queue()
+    for i in range(workers):
+        devices.put(i % gpus if gpus else None)
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_pin, initargs=(devices,)) as pool:
+        futures = [pool.submit(run_cell, args[0], args[1], c, args[2], args[3]) for c in cells]
+        return [f.result() for f in futures]
+
+
+def run(spec_path: str | Path, workers: int | None = None, launcher: str | None = None) -> Path:
+    """Run (or continue) a comparison; write results.csv and the accuracy-vs-density plot; return results.csv."""
+    spec = Spec.load(spec_path)
+    if workers is not None:
+        spec.workers = workers
+    if launcher is not None:
+        spec.launcher = launcher
+    out = Path(spec.out)
+    out.mkdir(parents=True, exist_ok=True)
+    first = phase_one(spec)
+    rows = [r for rs in launch(spec, first) for r in rs]
+    imp_folders = {(c.experiment, c.seed): out / "cells" / c.key(spec.base, spec.out) / "tickets" for c in first}
+    second = phase_two(spec, imp_folders)
+    rows += [r for rs in launch(spec, second) for r in rs]
+    rows.sort(key=lambda r: (r["experiment"], r["seed"], -r["density"]))
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=RESULT_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    results = atomic_write_text(out / "results.csv", text.getvalue())
+    plot(rows, out / "comparison.png")
+    return results
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> Path:
+    """Test accuracy against density (log scale), mean ± std over seeds, one line per experiment."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name in sorted({r["experiment"] for r in rows}):
+        by_density: dict[float, list[float]] = {}
+        for r in rows:
+            if r["experiment"] == name and r["test_acc"] not in ("", None):
+                by_density.setdefault(round(float(r["density"]), 4), []).append(100 * float(r["test_acc"]))
+        xs = sorted(by_density, reverse=True)
+        means = [statistics.mean(by_density[x]) for x in xs]
+        stds = [statistics.pstdev(by_density[x]) for x in xs]
+        ax.errorbar([100 * x for x in xs], means, yerr=stds, marker="o", capsize=3, label=name)
+    ax.set_xscale("log")
+    ax.invert_xaxis()
+    ax.set_xlabel("weights remaining (%)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def cells_per_hour(rows: list[dict[str, Any]], wall_s: float) -> float:
+    """Throughput of a finished comparison."""
+    cells = len({r["cell"] for r in rows})
+    return cells / wall_s * 3600 if wall_s > 0 and not math.isnan(wall_s) else float("nan")

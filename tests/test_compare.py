@@ -1,0 +1,71 @@
+import csv
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lottery import compare
+from lottery.data import DataNotFoundError, FashionMNIST
+
+ROOT = Path(__file__).parents[1]
+
+
+@pytest.fixture
+def spec(tmp_path):
+    try:
+        FashionMNIST().locate()
+    except DataNotFoundError as err:
+        if os.environ.get("LOTTERY_REQUIRE_DATA"):
+            raise
+        pytest.skip(f"Fashion-MNIST not available here: {err}")
+
+    def make(name):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump({
+            "base": str(ROOT / "configs" / "lenet300_fashion_imp.yaml"), "seeds": [0], "out": str(tmp_path / name),
+            "args": ["--ticket.rounds", "2", "--ticket.epochs_per_round", "1", "--trainer.limit_train_batches", "8",
+                     "--trainer.limit_val_batches", "2"],
+            "experiments": [{"name": "imp", "kind": "imp"}, {"name": "imp_shuffled", "kind": "shuffle"},
+                            {"name": "random", "kind": "pai", "pruner": "random"}]}))
+        return path
+
+    return make
+
+
+def rows(path):
+    with open(path) as f:
+        return [{k: v for k, v in r.items() if k != "wall_time_s"} for r in csv.DictReader(f)]
+
+
+def test_grid_with_two_workers_matches_sequential_and_resumes(spec, tmp_path):
+    sequential = compare.run(spec("seq"), workers=1)
+    parallel = compare.run(spec("par"), workers=2)
+    expected = rows(sequential)
+    assert [(r["experiment"], r["density"]) for r in expected] == [
+        ("imp", "1.0"), ("imp", "0.800376"), ("imp", "0.640639"), ("imp_shuffled", "0.800376"),
+        ("imp_shuffled", "0.640639"), ("random", "0.800376"), ("random", "0.640639")]
+    assert rows(parallel) == expected
+    assert (tmp_path / "par" / "comparison.png").read_bytes()[:4] == b"\x89PNG"
+    # a killed comparison: two cells had not finished; running again trains those two only
+    out = tmp_path / "seq"
+    executed = (out / "executed.log").read_text().split()
+    assert len(executed) == 5
+    unfinished = [executed[1], executed[3]]
+    for key in unfinished:
+        (out / "cells" / key / "done.json").unlink()
+    compare.run(spec("seq"), workers=1)
+    assert (out / "executed.log").read_text().split() == executed + unfinished
+    assert rows(out / "results.csv") == expected
+
+
+def test_comparison_files_are_checked(tmp_path):
+    spec = compare.Spec.load(ROOT / "configs" / "compare_lenet300_fashion.yaml")
+    assert [e["name"] for e in spec.experiments][:3] == ["imp", "imp_reinit", "imp_shuffled"] and spec.seeds == [0, 1, 2]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"base": "configs/lenet300_fashion_imp.yaml", "experiments": [{"name": "x", "kind": "pai"}]}))
+    with pytest.raises(ValueError, match="needs a pruner"):
+        compare.Spec.load(bad)
+    bad.write_text(yaml.safe_dump({"base": "configs/lenet300_fashion_imp.yaml", "experiments": [], "worker": 2}))
+    with pytest.raises(ValueError, match="unknown keys \\['worker'\\]"):
+        compare.Spec.load(bad)
