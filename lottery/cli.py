@@ -26,6 +26,7 @@ class LotteryCLI(LightningCLI):
 TOOLS = {
     "inspect": "lottery inspect TICKET [TICKET2 ...]: per-layer density, metadata and mask overlap (Jaccard)",
     "report": "lottery report RUN_DIR [--out DIR]: accuracy-vs-density and layer-density plots, a markdown table",
+    "stability": "lottery stability --config configs/NAME.yaml --rewinds 0 100 500 [--points 11]: instability per rewind point",
     "compare": "lottery compare --config configs/compare_NAME.yaml [--workers N] [--launcher local|ray]: a grid of runs",
 }
 
@@ -37,7 +38,16 @@ def _tool(argv: list[str]) -> None:
     from lottery import report as rep
 
     parser = argparse.ArgumentParser(prog=f"lottery {argv[0]}", description=TOOLS[argv[0]])
-    if argv[0] == "compare":
+    if argv[0] == "stability":
+        from lottery import stability
+
+        parser.add_argument("--config", required=True, help="a `lottery fit` config (model, data, schedule)")
+        parser.add_argument("--rewinds", type=int, nargs="+", required=True, help="rewind iterations k to test")
+        parser.add_argument("--points", type=int, default=11, help="networks evaluated along each path")
+        parser.add_argument("--out", default=None)
+        ns, rest = parser.parse_known_args(argv[1:])
+        print(f"wrote {stability.run(ns.config, ns.rewinds, ns.points, out=ns.out, args=rest)}")
+    elif argv[0] == "compare":
         from lottery import compare
 
         parser.add_argument("--config", required=True, help="a comparison file (configs/compare_*.yaml)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -52,3 +53,80 @@ def linear_path(a: nn.Module, b: nn.Module, evaluate: Callable[[nn.Module], floa
 def instability(errors: list[float]) -> float:
     """Error barrier of a path: max error minus the mean of the two end errors."""
     return max(errors) - (errors[0] + errors[-1]) / 2
+
+
+def run(config: str, rewinds: list[int], points: int = 11, seeds: tuple[int, int] = (1, 2),
+        out: str | None = None, args: list[str] | None = None) -> Path:
+    """Instability of each rewind iteration of a `lottery fit` config's model, data and schedule.
+
+    For every k in `rewinds`: train to step k (seed 0), then train two copies from the weights at k with data
+    orders `seeds` for one round (`ticket.epochs_per_round` epochs, a fresh optimizer as after open_lth's
+    rewinding), and measure test error along the line between them. Writes stability.csv and stability.png
+    (instability against rewind iteration) under `out`.
+    """
+    import csv as csv_module
+    import io
+
+    import pytorch_lightning as pl
+
+    from lottery.cli import LotteryCLI
+    from lottery.data import VisionDataModule
+    from lottery.io import atomic_write_text
+    from lottery.module import ClassificationModule
+
+    def build(seed: int) -> LotteryCLI:
+        return LotteryCLI(ClassificationModule, VisionDataModule, subclass_mode_data=True, run=False,
+                          args=["--config", config, "--seed_everything", "0", f"--data.init_args.seed={seed}",
+                                *(args or [])])
+
+    root = Path(out or Path("runs") / f"stability_{Path(config).stem}")
+    rows = []
+    for k in rewinds:
+        cli = build(0)
+        epochs = cli.config.ticket.epochs_per_round
+        dm, start = cli.datamodule, cli.model
+        if k > 0:
+            trainer = pl.Trainer(max_steps=k, max_epochs=epochs, logger=False, enable_checkpointing=False,
+                                 enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                                 limit_val_batches=0, default_root_dir=root,
+                                 limit_train_batches=cli.trainer.limit_train_batches)
+            trainer.fit(start, dm)
+        at_k = {name: value.detach().clone() for name, value in start.state_dict().items()}
+        ends = []
+        for seed in seeds:
+            pl.seed_everything(seed)
+            copy_cli = build(seed)
+            trainer = pl.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                                 enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
+                                 default_root_dir=root, limit_train_batches=cli.trainer.limit_train_batches)
+            copy_cli.model.load_state_dict(at_k)
+            trainer.fit(copy_cli.model, copy_cli.datamodule)
+            ends.append(copy_cli.model)
+        test = ends[0].trainer.datamodule.test_dataloader()
+        errors = linear_path(ends[0], ends[1], lambda m: classification_error(m, test), points)
+        rows.append({"rewind_iteration": k, "instability": instability(errors), "error_a": errors[0],
+                     "error_b": errors[-1], "max_error": max(errors)})
+    text = io.StringIO()
+    writer = csv_module.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    path = atomic_write_text(root / "stability.csv", text.getvalue())
+    _plot(rows, root / "stability.png")
+    return path
+
+
+def _plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot([r["rewind_iteration"] for r in rows], [100 * r["instability"] for r in rows], "o-")
+    ax.axhline(2.0, color="grey", ls="--", lw=1, label="2% (stable below)")
+    ax.set_xlabel("rewind iteration k")
+    ax.set_ylabel("instability (error barrier, %)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -69,3 +69,14 @@ def test_comparison_files_are_checked(tmp_path):
     bad.write_text(yaml.safe_dump({"base": "configs/lenet300_fashion_imp.yaml", "experiments": [], "worker": 2}))
     with pytest.raises(ValueError, match="unknown keys \\['worker'\\]"):
         compare.Spec.load(bad)
+
+
+def test_ray_launcher_gives_the_same_rows(spec, tmp_path):
+    ray = pytest.importorskip("ray")
+    sequential = compare.run(spec("seq"), workers=1)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        on_ray = compare.run(spec("ray"), launcher="ray")
+    finally:
+        ray.shutdown()
+    assert rows(on_ray) == rows(sequential)

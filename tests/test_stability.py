@@ -59,3 +59,26 @@ def test_interpolate_and_errors():
     assert torch.allclose(mid["w"], torch.full((3,), 0.25)) and int(mid["n"]) == 4
     with pytest.raises(ValueError, match="points must be at least 2"):
         linear_path(nn.Linear(1, 1), nn.Linear(1, 1), lambda m: 0.0, points=1)
+
+
+def test_stability_command_writes_table_and_plot(tmp_path):
+    import csv
+    import os
+
+    from lottery.cli import main
+    from lottery.data import DataNotFoundError, FashionMNIST
+
+    try:
+        FashionMNIST().locate()
+    except DataNotFoundError as err:
+        if os.environ.get("LOTTERY_REQUIRE_DATA"):
+            raise
+        pytest.skip(f"Fashion-MNIST not available here: {err}")
+    main(["stability", "--config", "configs/lenet300_fashion_imp.yaml", "--rewinds", "0", "10", "--points", "3",
+          "--out", str(tmp_path), "--trainer.limit_train_batches", "15", "--ticket.epochs_per_round", "1"])
+    rows = list(csv.DictReader(open(tmp_path / "stability.csv")))
+    assert [int(r["rewind_iteration"]) for r in rows] == [0, 10]
+    for r in rows:
+        assert 0 <= float(r["error_a"]) <= 1 and float(r["max_error"]) >= max(float(r["error_a"]), float(r["error_b"]))
+        assert float(r["instability"]) >= 0
+    assert (tmp_path / "stability.png").read_bytes()[:4] == b"\x89PNG"
