@@ -170,31 +170,45 @@ def _pin(devices: Any) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(device)
 
 
-def launch(spec: Spec, cells: list[Cell]) -> list[list[dict[str, Any]]]:
-    """Run cells with the configured launcher; results in the order of `cells`."""
-    args = (spec.base, spec.out, spec.args, spec.threads)
-    if spec.launcher == "ray":
-        import ray
+class Launcher:
+    """Hands cells to Ray tasks, to a pool of local worker processes (one per visible GPU, each pinned to it,
+    or N CPU workers), or runs them here; the pool is started once and serves both phases."""
 
-        if not ray.is_initialized():
-            ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False)
+    def __init__(self, spec: Spec) -> None:
         import torch
 
-        remote = ray.remote(num_gpus=1 if torch.cuda.is_available() else 0, num_cpus=spec.threads)(run_cell)
-        return ray.get([remote.remote(spec.base, spec.out, c, spec.args, spec.threads) for c in cells])
-    import torch
+        self.spec = spec
+        self.pool: ProcessPoolExecutor | None = None
+        gpus = torch.cuda.device_count()
+        workers = spec.workers or max(1, gpus)
+        if spec.launcher == "ray":
+            import ray
 
-    gpus = torch.cuda.device_count()
-    workers = spec.workers or max(1, gpus)
-    if workers == 1:
-        return [run_cell(args[0], args[1], c, args[2], args[3]) for c in cells]
-    ctx = get_context("spawn")
-    devices = ctx.Manager().Queue()
-    for i in range(workers):
-        devices.put(i % gpus if gpus else None)
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_pin, initargs=(devices,)) as pool:
-        futures = [pool.submit(run_cell, args[0], args[1], c, args[2], args[3]) for c in cells]
+            if not ray.is_initialized():
+                ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False)
+            self.remote = ray.remote(num_gpus=1 if gpus else 0, num_cpus=spec.threads)(run_cell)
+        elif workers > 1:
+            ctx = get_context("spawn")
+            devices = ctx.Manager().Queue()
+            for i in range(workers):
+                devices.put(i % gpus if gpus else None)
+            self.pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_pin, initargs=(devices,))
+
+    def __call__(self, cells: list[Cell]) -> list[list[dict[str, Any]]]:
+        """Run cells; results in the order of `cells`."""
+        s = self.spec
+        if s.launcher == "ray":
+            import ray
+
+            return ray.get([self.remote.remote(s.base, s.out, c, s.args, s.threads) for c in cells])
+        if self.pool is None:
+            return [run_cell(s.base, s.out, c, s.args, s.threads) for c in cells]
+        futures = [self.pool.submit(run_cell, s.base, s.out, c, s.args, s.threads) for c in cells]
         return [f.result() for f in futures]
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
 
 
 def run(spec_path: str | Path, workers: int | None = None, launcher: str | None = None) -> Path:
@@ -206,11 +220,15 @@ def run(spec_path: str | Path, workers: int | None = None, launcher: str | None 
         spec.launcher = launcher
     out = Path(spec.out)
     out.mkdir(parents=True, exist_ok=True)
-    first = phase_one(spec)
-    rows = [r for rs in launch(spec, first) for r in rs]
-    imp_folders = {(c.experiment, c.seed): out / "cells" / c.key(spec.base, spec.out) / "tickets" for c in first}
-    second = phase_two(spec, imp_folders)
-    rows += [r for rs in launch(spec, second) for r in rs]
+    launch = Launcher(spec)
+    try:
+        first = phase_one(spec)
+        rows = [r for rs in launch(first) for r in rs]
+        imp_folders = {(c.experiment, c.seed): out / "cells" / c.key(spec.base, spec.out) / "tickets" for c in first}
+        second = phase_two(spec, imp_folders)
+        rows += [r for rs in launch(second) for r in rs]
+    finally:
+        launch.close()
     rows.sort(key=lambda r: (r["experiment"], r["seed"], -r["density"]))
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=RESULT_COLUMNS, lineterminator="\n")
