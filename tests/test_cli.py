@@ -1,5 +1,4 @@
 import csv
-import os
 from pathlib import Path
 
 import pytest
@@ -7,7 +6,7 @@ import torch
 
 from lottery import Ticket
 from lottery.cli import LotteryCLI, main
-from lottery.data import DataNotFoundError, FashionMNIST, VisionDataModule
+from lottery.data import VisionDataModule
 from lottery.models import build
 from lottery.module import ClassificationModule
 
@@ -65,13 +64,7 @@ def test_learning_rate_schedules():
         ClassificationModule(optimizer="lamb")
 
 
-def test_end_to_end_fit_on_fashion_mnist(tmp_path):
-    try:
-        FashionMNIST().locate()
-    except DataNotFoundError as err:
-        if os.environ.get("LOTTERY_REQUIRE_DATA"):
-            raise
-        pytest.skip(f"Fashion-MNIST not available here: {err}")
+def test_end_to_end_fit_on_fashion_mnist(tmp_path, fashion_mnist):
     main(["fit", "--config", "configs/lenet300_fashion_imp.yaml", "--ticket.rounds", "2",
           "--ticket.epochs_per_round", "1", "--trainer.limit_train_batches", "20", "--trainer.limit_val_batches", "2",
           f"--trainer.default_root_dir={tmp_path}", "--trainer.enable_progress_bar", "false"])

@@ -1,25 +1,16 @@
 import csv
-import os
 from pathlib import Path
 
 import pytest
 import yaml
 
 from lottery import compare
-from lottery.data import DataNotFoundError, FashionMNIST
 
 ROOT = Path(__file__).parents[1]
 
 
 @pytest.fixture
-def spec(tmp_path):
-    try:
-        FashionMNIST().locate()
-    except DataNotFoundError as err:
-        if os.environ.get("LOTTERY_REQUIRE_DATA"):
-            raise
-        pytest.skip(f"Fashion-MNIST not available here: {err}")
-
+def spec(tmp_path, fashion_mnist):
     def make(name):
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump({

@@ -61,19 +61,11 @@ def test_interpolate_and_errors():
         linear_path(nn.Linear(1, 1), nn.Linear(1, 1), lambda m: 0.0, points=1)
 
 
-def test_stability_command_writes_table_and_plot(tmp_path):
+def test_stability_command_writes_table_and_plot(tmp_path, fashion_mnist):
     import csv
-    import os
 
     from lottery.cli import main
-    from lottery.data import DataNotFoundError, FashionMNIST
 
-    try:
-        FashionMNIST().locate()
-    except DataNotFoundError as err:
-        if os.environ.get("LOTTERY_REQUIRE_DATA"):
-            raise
-        pytest.skip(f"Fashion-MNIST not available here: {err}")
     main(["stability", "--config", "configs/lenet300_fashion_imp.yaml", "--rewinds", "0", "10", "--points", "3",
           "--out", str(tmp_path), "--trainer.limit_train_batches", "15", "--ticket.epochs_per_round", "1"])
     rows = list(csv.DictReader(open(tmp_path / "stability.csv")))
