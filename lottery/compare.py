@@ -13,7 +13,6 @@ import csv
 import hashlib
 import io
 import json
-import math
 import os
 import statistics
 import time
@@ -266,9 +265,3 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
-
-
-def cells_per_hour(rows: list[dict[str, Any]], wall_s: float) -> float:
-    """Throughput of a finished comparison."""
-    cells = len({r["cell"] for r in rows})
-    return cells / wall_s * 3600 if wall_s > 0 and not math.isnan(wall_s) else float("nan")
