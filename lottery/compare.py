@@ -245,6 +245,8 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from lottery.report import density_axis
+
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name in sorted({r["experiment"] for r in rows}):
         by_density: dict[float, list[float]] = {}
@@ -255,9 +257,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
         means = [statistics.mean(by_density[x]) for x in xs]
         stds = [statistics.pstdev(by_density[x]) for x in xs]
         ax.errorbar([100 * x for x in xs], means, yerr=stds, marker="o", capsize=3, label=name)
-    ax.set_xscale("log")
-    ax.invert_xaxis()
-    ax.set_xlabel("weights remaining (%)")
+    density_axis(ax)
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

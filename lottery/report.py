@@ -6,6 +6,7 @@ import csv
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -81,7 +82,6 @@ def report(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import matplotlib.ticker
 
     run_dir = Path(run_dir)
     rows = read_rounds(run_dir)
@@ -97,13 +97,7 @@ def report(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]
                        ("val_acc", "validation accuracy")):
         if rows and key in rows[0] and rows[0][key] != "":
             ax.plot([100 * d for d in density], [100 * float(r[key]) for r in rows], "o-", label=label)
-    ax.set_xscale("log")
-    plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
-    ax.xaxis.set_major_formatter(plain)
-    ax.xaxis.set_minor_formatter(plain)
-    ax.tick_params(axis="x", which="minor", labelsize=7)
-    ax.invert_xaxis()
-    ax.set_xlabel("weights remaining (%)")
+    density_axis(ax)
     ax.set_ylabel("accuracy (%)")
     ax.set_title("accuracy against density")
     ax.legend()
@@ -134,6 +128,19 @@ def report(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]
     lines += ["", "![accuracy against density](accuracy_vs_density.png)", "", "![per-layer density](layer_density.png)", ""]
     written.append(atomic_write_text(out / "report.md", "\n".join(lines)))
     return written
+
+
+def density_axis(ax: Any) -> None:
+    """A log x axis of weights remaining (%), densest on the left, labelled with plain numbers."""
+    import matplotlib.ticker
+
+    ax.set_xscale("log")
+    plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(plain)
+    ax.tick_params(axis="x", which="minor", labelsize=7)
+    ax.invert_xaxis()
+    ax.set_xlabel("weights remaining (%)")
 
 
 def _fmt(value: str, integer: bool) -> str:
