@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -20,9 +20,8 @@ from lottery.ticket import Ticket
 @contextmanager
 def seeded(seed: int | None) -> Iterator[None]:
     """Run with torch's CPU generator seeded by `seed`, leaving the global generator as it was."""
-    if seed is None:
-        with nullcontext():
-            yield
+    if seed is None:  # the caller's own generator state decides
+        yield
         return
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed % (2**63))
