@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from lottery.io import atomic_write_text
+from lottery.report import read_csv
 
 KINDS = ("imp", "pai", "reinit", "shuffle")
 RESULT_COLUMNS = ["experiment", "pruner", "seed", "round", "density", "val_acc", "val_acc_at_best", "test_acc",
@@ -111,7 +112,7 @@ def phase_two(spec: Spec, imp_results: dict[tuple[str, int], Path]) -> list[Cell
                       *e.get("args", [])]
             if e["kind"] == "pai":
                 steps = int(e.get("steps", get(e["pruner"]).default_rounds))
-                for row in _rows(folder / "rounds.csv")[1:]:
+                for row in read_csv(folder / "rounds.csv")[1:]:
                     cells.append(Cell(e["name"], "pai", s, [
                         "--ticket.pruner", e["pruner"], "--ticket.density", row["density"], "--ticket.prune_fraction",
                         "null", "--ticket.rounds", str(steps), "--ticket.scope", "global", "--ticket.fractions", "null",
@@ -122,11 +123,6 @@ def phase_two(spec: Spec, imp_results: dict[tuple[str, int], Path]) -> list[Cell
                         "--ticket.ticket", str(path), "--ticket.sanity", e["kind"], "--ticket.rewind", "init", *common],
                         source=str(path)))
     return cells
-
-
-def _rows(path: Path) -> list[dict[str, str]]:
-    with open(path) as f:
-        return list(csv.DictReader(f))
 
 
 def run_cell(base: str, out: str, cell: Cell, common: list[str], threads: int) -> list[dict[str, Any]]:
@@ -150,7 +146,7 @@ def run_cell(base: str, out: str, cell: Cell, common: list[str], threads: int) -
         torch.set_num_threads(before)
     wall = time.perf_counter() - start
     rows = []
-    for r in _rows(folder / "tickets" / "rounds.csv"):
+    for r in read_csv(folder / "tickets" / "rounds.csv"):
         if cell.kind != "imp" and r["round"] == "0":
             continue
         rows.append({"experiment": cell.experiment, "pruner": r["pruner"], "seed": cell.seed, "round": int(r["round"]),

@@ -67,13 +67,23 @@ def inspect(paths: Sequence[str | Path]) -> str:
     return "\n".join(parts)
 
 
-def read_rounds(run_dir: Path) -> list[dict[str, str]]:
-    """Rows of the rounds.csv of a run folder (the tickets folder or any folder above it)."""
+def tickets_folder(run_dir: str | Path) -> Path:
+    """The folder holding a run's rounds.csv and tickets (the run folder itself or the latest below it)."""
     found = sorted(Path(run_dir).glob("**/rounds.csv"))
     if not found:
         raise FileNotFoundError(f"no rounds.csv under {run_dir}; point at a run's folder (it holds tickets/rounds.csv)")
-    with open(found[-1]) as f:
+    return found[-1].parent
+
+
+def read_csv(path: str | Path) -> list[dict[str, str]]:
+    """The rows of a CSV file as dicts."""
+    with open(path) as f:
         return list(csv.DictReader(f))
+
+
+def read_rounds(run_dir: str | Path) -> list[dict[str, str]]:
+    """Rows of the rounds.csv of a run folder (the tickets folder or any folder above it)."""
+    return read_csv(tickets_folder(run_dir) / "rounds.csv")
 
 
 def report(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]:
@@ -84,8 +94,8 @@ def report(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]
     import matplotlib.pyplot as plt
 
     run_dir = Path(run_dir)
-    rows = read_rounds(run_dir)
-    folder = sorted(run_dir.glob("**/rounds.csv"))[-1].parent
+    folder = tickets_folder(run_dir)
+    rows = read_csv(folder / "rounds.csv")
     out = Path(out_dir) if out_dir is not None else folder
     out.mkdir(parents=True, exist_ok=True)
     tickets = [Ticket.load(p) for p in sorted(folder.glob("round_*.safetensors"))]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -74,35 +75,34 @@ def run(config: str, rewinds: list[int], points: int = 11, seeds: tuple[int, int
     from lottery.io import atomic_write_text
     from lottery.module import ClassificationModule
 
-    def build(seed: int) -> LotteryCLI:
-        return LotteryCLI(ClassificationModule, VisionDataModule, subclass_mode_data=True, run=False,
-                          args=["--config", config, "--seed_everything", "0", f"--data.init_args.seed={seed}",
-                                *(args or [])])
+    cli = LotteryCLI(ClassificationModule, VisionDataModule, subclass_mode_data=True, run=False,
+                     args=["--config", config, "--seed_everything", "0", *(args or [])])
+    epochs = cli.config.ticket.epochs_per_round
+    dm = cli.datamodule  # one data module: the data are read once
+    hparams = {k: v for k, v in cli.model.hparams.items() if not k.startswith("_")}
+
+    def fit(model: ClassificationModule, data_seed: int, **limits: Any) -> ClassificationModule:
+        dm.seed = data_seed  # TensorLoader's order comes from seed + epoch
+        pl.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                   enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=root,
+                   limit_train_batches=cli.trainer.limit_train_batches, **limits).fit(model, dm)
+        return model
 
     root = Path(out or Path("runs") / f"stability_{Path(config).stem}")
     rows = []
     for k in rewinds:
-        cli = build(0)
-        epochs = cli.config.ticket.epochs_per_round
-        dm, start = cli.datamodule, cli.model
+        pl.seed_everything(0)
+        start = ClassificationModule(**hparams)
         if k > 0:
-            trainer = pl.Trainer(max_steps=k, max_epochs=epochs, logger=False, enable_checkpointing=False,
-                                 enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                                 limit_val_batches=0, default_root_dir=root,
-                                 limit_train_batches=cli.trainer.limit_train_batches)
-            trainer.fit(start, dm)
+            fit(start, 0, max_steps=k)
         at_k = {name: value.detach().clone() for name, value in start.state_dict().items()}
         ends = []
         for seed in seeds:
             pl.seed_everything(seed)
-            copy_cli = build(seed)
-            trainer = pl.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                                 enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
-                                 default_root_dir=root, limit_train_batches=cli.trainer.limit_train_batches)
-            copy_cli.model.load_state_dict(at_k)
-            trainer.fit(copy_cli.model, copy_cli.datamodule)
-            ends.append(copy_cli.model)
-        test = ends[0].trainer.datamodule.test_dataloader()
+            copy = ClassificationModule(**hparams)
+            copy.load_state_dict(at_k)
+            ends.append(fit(copy, seed))
+        test = dm.test_dataloader()
         errors = linear_path(ends[0], ends[1], lambda m: classification_error(m, test), points)
         rows.append({"rewind_iteration": k, "instability": instability(errors), "error_a": errors[0],
                      "error_b": errors[-1], "max_error": max(errors)})

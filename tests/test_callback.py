@@ -127,7 +127,7 @@ def test_kill_and_resume_gives_identical_tickets(tmp_path, kill_step):
             assert torch.equal(a.masks[n], b.masks[n])
     for (n, a), (_, b) in zip(ref_module.state_dict().items(), module.state_dict().items()):
         assert torch.equal(a, b), n
-    assert (tmp_path / "run").glob("**/round_02.safetensors")
+    assert any((tmp_path / "run").glob("**/round_02.safetensors"))
 
 
 @pytest.mark.parametrize(
@@ -175,12 +175,11 @@ def test_rewind_none_keeps_training_from_trained_weights(tmp_path):
     trace = module.trace
     start = E * S
     masks = cb.tickets[1].masks
-    last_round0 = trace[start - 1][2]
     # the first step of round 1 sees the trained weights of round 0 (one step further), masked
     for key, m in masks.items():
         w = trace[start][2][key[4:]]
         assert not w[~m].any()
-        assert not torch.equal(w[m], last_round0[key[4:]][m] * 0 + trace[0][2][key[4:]][m])
+        assert not torch.equal(w[m], trace[0][2][key[4:]][m])  # not rewound to init
     assert torch.equal(cb.tickets[1].weights["net.fc1.weight"] * masks["net.fc1.weight"], trace[start][2]["fc1.weight"])
 
 
