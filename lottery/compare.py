@@ -16,7 +16,7 @@ import json
 import os
 import statistics
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -95,8 +95,9 @@ def phase_one(spec: Spec) -> list[Cell]:
             for s in spec.seeds]
 
 
-def phase_two(spec: Spec, imp_results: dict[tuple[str, int], Path]) -> list[Cell]:
-    """Pruning-at-init cells at the IMP densities and sanity cells of the IMP tickets (rounds >= 1)."""
+def phase_two(spec: Spec, imp_results: dict[tuple[str, int], Path], seeds: list[int] | None = None) -> list[Cell]:
+    """Pruning-at-init cells at the IMP densities and sanity cells of the IMP tickets (rounds >= 1), for `seeds`
+    (default: all of the spec's)."""
     from lottery.pruning import get
 
     epochs = int(_base_ticket(spec).get("epochs_per_round", 1))
@@ -105,7 +106,7 @@ def phase_two(spec: Spec, imp_results: dict[tuple[str, int], Path]) -> list[Cell
     imp_name = next(e["name"] for e in spec.experiments if e["kind"] == "imp")
     cells = []
     for e in spec.experiments:
-        for s in spec.seeds:
+        for s in spec.seeds if seeds is None else seeds:
             folder = imp_results[(imp_name, s)]
             tickets = sorted(folder.glob("round_*.safetensors"))[1:]
             common = ["--ticket.epochs_per_round", "0", "--ticket.seed", str(s), "--trainer.max_epochs", str(epochs),
@@ -189,17 +190,20 @@ class Launcher:
                 devices.put(i % gpus if gpus else None)
             self.pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_pin, initargs=(devices,))
 
-    def __call__(self, cells: list[Cell]) -> list[list[dict[str, Any]]]:
-        """Run cells; results in the order of `cells`."""
+    def submit(self, cell: Cell) -> Future:
+        """Start one cell; a future of its result rows."""
         s = self.spec
         if s.launcher == "ray":
-            import ray
+            return self.remote.remote(s.base, s.out, cell, s.args, s.threads).future()
+        if self.pool is not None:
+            return self.pool.submit(run_cell, s.base, s.out, cell, s.args, s.threads)
+        done: Future = Future()
+        done.set_result(run_cell(s.base, s.out, cell, s.args, s.threads))
+        return done
 
-            return ray.get([self.remote.remote(s.base, s.out, c, s.args, s.threads) for c in cells])
-        if self.pool is None:
-            return [run_cell(s.base, s.out, c, s.args, s.threads) for c in cells]
-        futures = [self.pool.submit(run_cell, s.base, s.out, c, s.args, s.threads) for c in cells]
-        return [f.result() for f in futures]
+    def __call__(self, cells: list[Cell]) -> list[list[dict[str, Any]]]:
+        """Run cells; results in the order of `cells`."""
+        return [f.result() for f in [self.submit(c) for c in cells]]
 
     def close(self) -> None:
         if self.pool is not None:
@@ -217,11 +221,18 @@ def run(spec_path: str | Path, workers: int | None = None, launcher: str | None 
     out.mkdir(parents=True, exist_ok=True)
     launch = Launcher(spec)
     try:
-        first = phase_one(spec)
-        rows = [r for rs in launch(first) for r in rs]
-        imp_folders = {(c.experiment, c.seed): out / "cells" / c.key(spec.base, spec.out) / "tickets" for c in first}
-        second = phase_two(spec, imp_folders)
-        rows += [r for rs in launch(second) for r in rs]
+        # A seed's phase-two cells start as soon as its IMP cells finish, so no worker waits for other seeds.
+        first = {launch.submit(c): c for c in phase_one(spec)}
+        imp_folders = {(c.experiment, c.seed): out / "cells" / c.key(spec.base, spec.out) / "tickets"
+                       for c in first.values()}
+        waiting = {s: {f for f, c in first.items() if c.seed == s} for s in spec.seeds}
+        second = []
+        for future in as_completed(first):
+            seed = first[future].seed
+            waiting[seed].discard(future)
+            if not waiting[seed]:
+                second += [launch.submit(c) for c in phase_two(spec, imp_folders, [seed])]
+        rows = [r for f in [*first, *second] for r in f.result()]
     finally:
         launch.close()
     rows.sort(key=lambda r: (r["experiment"], r["seed"], -r["density"]))
