@@ -29,18 +29,19 @@ from lottery.models import build
 from lottery.module import ClassificationModule
 
 
-def plain_loop(dm: FashionMNIST, epochs: int) -> list[float]:
+def plain_loop(dm: FashionMNIST, epochs: int, device: str = "cpu") -> list[float]:
     """Seconds per epoch of a hand-written loop doing the same work."""
     torch.manual_seed(0)
-    model = build("lenet300", init="glorot_normal")
+    model = build("lenet300", init="glorot_normal").to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1.2e-3)
-    x, y = dm._splits["train"]
+    splits = {k: (xs.to(device), ys.to(device)) for k, (xs, ys) in dm._splits.items()}
+    x, y = splits["train"]
     times = []
     for epoch in range(epochs):
         t = time.perf_counter()
         model.train()
-        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(epoch))
-        loss_sum, correct = torch.zeros(()), torch.zeros((), dtype=torch.long)
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(epoch)).to(device)
+        loss_sum, correct = torch.zeros((), device=device), torch.zeros((), dtype=torch.long, device=device)
         for i in range(0, len(x), dm.batch_size):
             idx = order[i : i + dm.batch_size]
             xb, yb = x[idx], y[idx]
@@ -54,7 +55,7 @@ def plain_loop(dm: FashionMNIST, epochs: int) -> list[float]:
         model.eval()
         with torch.no_grad():
             for split in ("val", "test"):
-                xs, ys = dm._splits[split]
+                xs, ys = splits[split]
                 for i in range(0, len(xs), 1000):
                     logits = model(xs[i : i + 1000])
                     nn.functional.cross_entropy(logits, ys[i : i + 1000])
@@ -75,13 +76,13 @@ class EpochTimer(pl.Callback):
         self.times.append(time.perf_counter() - self._t)
 
 
-def lottery_loop(dm: FashionMNIST, epochs: int, progress_bar: bool) -> list[float]:
+def lottery_loop(dm: FashionMNIST, epochs: int, progress_bar: bool, device: str = "cpu") -> list[float]:
     """Seconds per epoch of `lottery`: ClassificationModule, the data module's fast path, LotteryTicket."""
     pl.seed_everything(0, verbose=False)
     timer = EpochTimer()
     # round 0 dense for half the epochs, then a 20%-pruned round: masked epochs are timed too
     cb = LotteryTicket(rounds=1, epochs_per_round=max(1, epochs // 2), dirpath="/tmp/lottery-epoch-speed")
-    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+    trainer = pl.Trainer(accelerator="gpu" if device == "cuda" else "cpu", devices=1, logger=False, enable_checkpointing=False,
                          enable_model_summary=False, enable_progress_bar=progress_bar, num_sanity_val_steps=0,
                          callbacks=[cb, timer] + ([TQDMProgressBar(refresh_rate=20)] if progress_bar else []))
     model = ClassificationModule("lenet300", init="glorot_normal", optimizer="adam", lr=1.2e-3)
@@ -94,15 +95,17 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--full", action="store_true", help="also time the full quickstart config")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = parser.parse_args()
     dm = FashionMNIST(batch_size=60)
     dm.setup("fit")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, data from {dm.source}")
+    where = torch.cuda.get_device_name(0) if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"torch {torch.__version__}, {where}, data from {dm.source}")
     plain, ours, bar = [], [], []
     for _ in range(args.repeats):  # alternate, so slow spells of a shared machine hit all three alike
-        plain += plain_loop(dm, args.epochs)[1:]
-        ours += lottery_loop(dm, 2 * (args.epochs // 2), progress_bar=False)[1:]
-        bar += lottery_loop(dm, 2 * (args.epochs // 2), progress_bar=True)[1:]
+        plain += plain_loop(dm, args.epochs, args.device)[1:]
+        ours += lottery_loop(dm, 2 * (args.epochs // 2), False, args.device)[1:]
+        bar += lottery_loop(dm, 2 * (args.epochs // 2), True, args.device)[1:]
     p, o, b = min(plain), min(ours), min(bar)
     med = statistics.median
     print(f"plain PyTorch loop                 {p:.3f} s/epoch (median {med(plain):.3f})")

@@ -72,13 +72,15 @@ def collapses(ticket) -> bool:
     return min(kept for kept, _ in ticket.counts().values()) == 0
 
 
-def critical_compression() -> None:
+def critical_compression() -> list[dict]:
+    """Print and return, per pruner and init, the maximal critical compression exponent x (10^x)."""
     nets = {"default": model("vgg16"), "kaiming_normal": model("vgg16", "kaiming_normal")}
     batches = [batch()]
     print("maximal critical compression on CIFAR VGG-16 (10^x, steps of 0.25; paper: SynFlow 10^5.75-10^6, "
           "magnitude 10^2.75, SNIP/GraSP 10^3.5-10^3.75)")
     runs = [("synflow", 100, "default"), ("magnitude", 1, "default"), ("magnitude", 1, "kaiming_normal"),
             ("snip", 1, "default"), ("grasp", 1, "default"), ("random", 1, "default")]
+    found = []
     for pruner, rounds, init in runs:
         net = nets[init]
         lo, hi = 0, 28  # x = k/4 for k in [lo, hi]: lo known fine, hi assumed collapsed
@@ -87,7 +89,10 @@ def critical_compression() -> None:
             mid = (lo + hi) // 2
             ticket = prune(net, pruner, density=10 ** (-mid / 4), rounds=rounds, batches=batches, seed=0)
             lo, hi = (lo, mid) if collapses(ticket) else (mid, hi)
-        print(f"  {pruner:9s} {init:14s} init  10^{lo / 4:.2f}   ({time.perf_counter() - t:.0f} s)")
+        seconds = time.perf_counter() - t
+        print(f"  {pruner:9s} {init:14s} init  10^{lo / 4:.2f}   ({seconds:.0f} s)")
+        found.append({"pruner": pruner, "init": init, "x": lo / 4, "seconds": seconds})
+    return found
 
 
 def main() -> None:

@@ -245,8 +245,9 @@ def run(spec_path: str | Path, workers: int | None = None, launcher: str | None 
     return results
 
 
-def plot(rows: list[dict[str, Any]], path: Path) -> Path:
-    """Test accuracy against density (log scale), mean ± std over seeds, one line per experiment."""
+def plot(rows: list[dict[str, Any]], path: Path, column: str = "test_acc", ylabel: str = "test accuracy (%)",
+         scale: float = 100.0, title: str | None = None) -> Path:
+    """`column` (times `scale`) against density (log scale), mean ± std over seeds, one line per experiment."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -255,20 +256,28 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
     from lottery.report import density_axis
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name in sorted({r["experiment"] for r in rows}):
-        by_density: dict[float, list[float]] = {}
-        for r in rows:
-            if r["experiment"] == name and r["test_acc"] not in ("", None):
-                by_density.setdefault(round(float(r["density"]), 4), []).append(100 * float(r["test_acc"]))
-        xs = sorted(by_density, reverse=True)
-        means = [statistics.mean(by_density[x]) for x in xs]
-        stds = [statistics.pstdev(by_density[x]) for x in xs]
-        ax.errorbar([100 * x for x in xs], means, yerr=stds, marker="o", capsize=3, label=name)
+    for name, points in summarize(rows, column, scale).items():
+        xs = sorted(points, reverse=True)
+        ax.errorbar([100 * x for x in xs], [points[x][0] for x in xs], yerr=[points[x][1] for x in xs], marker="o",
+                    capsize=3, label=name)
     density_axis(ax)
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def summarize(rows: list[dict[str, Any]], column: str, scale: float = 1.0) -> dict[str, dict[float, tuple[float, float, int]]]:
+    """Per experiment and density (rounded to 4 places): mean, population std and count of `column` × `scale`
+    over seeds; empty values are skipped."""
+    out: dict[str, dict[float, list[float]]] = {}
+    for r in rows:
+        if r[column] not in ("", None):
+            out.setdefault(r["experiment"], {}).setdefault(round(float(r["density"]), 4), []).append(scale * float(r[column]))
+    return {name: {d: (statistics.mean(v), statistics.pstdev(v), len(v)) for d, v in by.items()}
+            for name, by in sorted(out.items())}
