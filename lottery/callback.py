@@ -174,6 +174,7 @@ class LotteryTicket(Callback):
         self._best: float | None = None
         self._best_step: int | None = None
         self._at_best: dict[str, float] = {}
+        self._last: dict[str, float] = {}
         self._finished = False
         self._base_seed: int | None = None
         self._rng_to_restore: dict[str, Any] | None = None
@@ -302,6 +303,8 @@ class LotteryTicket(Callback):
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit" or self.monitor not in trainer.callback_metrics:
             return
+        # kept in the checkpoint: a run resumed at a round boundary closes the round with these metrics
+        self._last = _scalars(trainer.callback_metrics)
         value = float(trainer.callback_metrics[self.monitor])
         if self._best is None or (value < self._best if self.mode == "min" else value > self._best):
             self._best = value
@@ -334,7 +337,7 @@ class LotteryTicket(Callback):
     # -- rounds ---------------------------------------------------------------------------------------
     def _close_round(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Record the ticket trained in the current round, with its metrics, on disk and in the loggers."""
-        metrics = _scalars(trainer.callback_metrics)
+        metrics = {**self._last, **_scalars(trainer.callback_metrics)}
         metrics.update({f"{k}_at_best": v for k, v in self._at_best.items() if k != self.monitor})
         metrics[f"best_{self.monitor}"] = self._best if self._best is not None else float("nan")
         metrics["best_step"] = self._best_step if self._best_step is not None else -1
@@ -378,6 +381,7 @@ class LotteryTicket(Callback):
         self._round_start_step = trainer.global_step
         self._best = self._best_step = None
         self._at_best = {}
+        self._last = {}
 
     def _install_masks(self, trainer: pl.Trainer, pl_module: pl.LightningModule, packed: dict[str, Tensor] | None) -> None:
         """Take rank zero's masks (bit-packed, broadcast to every rank) and zero the pruned weights."""
@@ -442,6 +446,7 @@ class LotteryTicket(Callback):
             "best": self._best,
             "best_step": self._best_step,
             "at_best": self._at_best,
+            "last": self._last,
             "finished": self._finished,
             "base_seed": self._base_seed,
             "label": self._label,
@@ -459,6 +464,7 @@ class LotteryTicket(Callback):
         self._best = state["best"]
         self._best_step = state["best_step"]
         self._at_best = dict(state.get("at_best", {}))
+        self._last = dict(state.get("last", {}))
         self._finished = state["finished"]
         self._base_seed = state["base_seed"]
         self._label = state.get("label", self._label)

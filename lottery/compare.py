@@ -1,9 +1,10 @@
 """Side-by-side ticket comparisons: a grid of `lottery fit` runs (experiments × densities × seeds).
 
 Phase 1 trains the IMP experiments; phase 2 runs every pruning-at-initialization experiment at the densities
-of the IMP rounds and the sanity variants (reinitialized, shuffled) of the IMP tickets. Every cell is one
-training run of the same base config, named by a hash of what makes it differ, and leaves `done.json` when it
-finishes, so a killed comparison continues where it stopped. Cells go to local worker processes (one per
+of the IMP rounds (or of the rounds an experiment lists) and the sanity variants (reinitialized, shuffled) of the
+IMP tickets. Every cell is one training run of the same base config, named by a hash of what makes it differ, and
+leaves `done.json` when it finishes, so a killed comparison continues where it stopped: finished cells are read
+back and a cell killed part-way resumes from its newest checkpoint. Cells go to local worker processes (one per
 visible GPU, each pinned to its device, or N CPU workers) or to Ray tasks; there is no scheduler of our own.
 """
 
@@ -78,6 +79,10 @@ class Spec:
                 raise ValueError(f"{path}: each experiment needs a name and a kind in {KINDS}; got {e}")
             if e["kind"] == "pai" and "pruner" not in e:
                 raise ValueError(f"{path}: experiment {e['name']!r} (kind pai) needs a pruner")
+            rounds = e.get("rounds")
+            if rounds is not None and (not isinstance(rounds, list) or not all(isinstance(r, int) and r >= 1 for r in rounds)):
+                raise ValueError(f"{path}: experiment {e['name']!r}: rounds must be a list of IMP rounds >= 1 (the "
+                                 f"densities to match), got {rounds!r}")
         if not any(e["kind"] == "imp" for e in spec.experiments):
             raise ValueError(f"{path}: needs one experiment of kind imp (the others use its densities and tickets)")
         if spec.launcher not in ("local", "ray"):
@@ -99,6 +104,7 @@ def phase_two(spec: Spec, imp_results: dict[tuple[str, int], Path], seeds: list[
     """Pruning-at-init cells at the IMP densities and sanity cells of the IMP tickets (rounds >= 1), for `seeds`
     (default: all of the spec's)."""
     from lottery.pruning import get
+    from lottery.ticket import Ticket
 
     epochs = int(_base_ticket(spec).get("epochs_per_round", 1))
     if "--ticket.epochs_per_round" in spec.args:  # the grid's own shortening wins over the base config
@@ -114,16 +120,26 @@ def phase_two(spec: Spec, imp_results: dict[tuple[str, int], Path], seeds: list[
             if e["kind"] == "pai":
                 steps = int(e.get("steps", get(e["pruner"]).default_rounds))
                 for row in read_csv(folder / "rounds.csv")[1:]:
+                    if "rounds" in e and int(row["round"]) not in e["rounds"]:
+                        continue
                     cells.append(Cell(e["name"], "pai", s, [
                         "--ticket.pruner", e["pruner"], "--ticket.density", row["density"], "--ticket.prune_fraction",
                         "null", "--ticket.rounds", str(steps), "--ticket.scope", "global", "--ticket.fractions", "null",
                         "--ticket.rewind", "init", *common]))
             elif e["kind"] in ("reinit", "shuffle"):
                 for path in tickets:
+                    if "rounds" in e and Ticket.load(path).round not in e["rounds"]:
+                        continue
                     cells.append(Cell(e["name"], e["kind"], s, [
                         "--ticket.ticket", str(path), "--ticket.sanity", e["kind"], "--ticket.rewind", "init", *common],
                         source=str(path)))
     return cells
+
+
+def fit_args(base: str, folder: Path, cell: Cell, common: list[str]) -> list[str]:
+    """The `lottery fit` arguments that train `cell` in `folder`."""
+    return ["fit", "--config", base, "--seed_everything", str(cell.seed), "--trainer.default_root_dir", str(folder),
+            "--trainer.enable_progress_bar", "false", "--ticket.dirpath", str(folder / "tickets"), *common, *cell.args]
 
 
 def run_cell(base: str, out: str, cell: Cell, common: list[str], threads: int) -> list[dict[str, Any]]:
@@ -137,12 +153,14 @@ def run_cell(base: str, out: str, cell: Cell, common: list[str], threads: int) -
         return json.loads(done.read_text())["rows"]
     from lottery.cli import main
 
+    # a cell killed part-way continues from its newest checkpoint: finished rounds are not trained again
+    checkpoints = sorted(folder.glob("**/checkpoints/*.ckpt"), key=lambda p: p.stat().st_mtime)
+    resume = ["--ckpt_path", str(checkpoints[-1])] if checkpoints else []
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     start = time.perf_counter()
     try:
-        main(["fit", "--config", base, "--seed_everything", str(cell.seed), "--trainer.default_root_dir", str(folder),
-              "--trainer.enable_progress_bar", "false", "--ticket.dirpath", str(folder / "tickets"), *common, *cell.args])
+        main([*fit_args(base, folder, cell, common), *resume])
     finally:
         torch.set_num_threads(before)
     wall = time.perf_counter() - start

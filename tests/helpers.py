@@ -88,3 +88,14 @@ def trainer(tmp_path, callbacks, **kwargs):
         callbacks=callbacks, accelerator="cpu", devices=1, enable_progress_bar=False,
         enable_model_summary=False, default_root_dir=tmp_path, num_sanity_val_steps=0, **kwargs,
     )
+
+
+class Kill(pl.Callback):
+    """Raise at the given global step, as a killed job would stop."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            raise KeyboardInterrupt

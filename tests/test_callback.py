@@ -5,7 +5,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
-from helpers import Module, trainer
+from helpers import Kill, Module, trainer
 from lottery import LotteryTicket, Ticket
 
 E, S = 3, 6  # epochs per round, steps per epoch (96 examples, batch 16)
@@ -87,17 +87,6 @@ def test_no_reparametrization_and_optimizer_state_stays_zero(tmp_path):
             assert pruned.any()
             assert not p[pruned].any()
             assert not opt.state[p]["momentum_buffer"][pruned].any()
-
-
-class Kill(Callback):
-    """Raise at the given global step, as a killed job would stop."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.global_step == self.step:
-            raise KeyboardInterrupt
 
 
 def resumable_run(tmp_path, kill_step=None, resume=False):

@@ -71,3 +71,39 @@ def test_ray_launcher_gives_the_same_rows(spec, tmp_path):
     finally:
         ray.shutdown()
     assert rows(on_ray) == rows(sequential)
+
+
+def test_a_killed_cell_continues_from_its_checkpoint(spec, tmp_path, caplog):
+    from lottery.cli import main
+
+    reference = rows(compare.run(spec("whole"), workers=1))
+    path = spec("killed")
+    s = compare.Spec.load(path)
+    cell = compare.phase_one(s)[0]
+    folder = Path(s.out) / "cells" / cell.key(s.base, s.out)
+    # killed in the middle of round 2 (epochs of 8 steps): no done.json, the last epoch never trained
+    with pytest.raises(SystemExit):  # Lightning turns the interrupt into a graceful exit
+        main([*compare.fit_args(s.base, folder, cell, s.args), "--trainer.callbacks+=helpers.Kill",
+              "--trainer.callbacks.step", "20"])
+    assert not (folder / "done.json").exists()
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        assert rows(compare.run(path, workers=1)) == reference
+    # continued from the checkpoint at the end of round 1 (step 16), not trained again from scratch
+    assert "Restored all states from the checkpoint" in caplog.text and "epoch=1-step=16.ckpt" in caplog.text
+
+
+def test_experiments_can_pick_imp_rounds(tmp_path):
+    folder = tmp_path / "imp"
+    folder.mkdir()
+    (folder / "rounds.csv").write_text("round,density\n0,1.0\n1,0.8\n2,0.64\n3,0.512\n")
+    spec = compare.Spec(base=str(ROOT / "configs" / "lenet300_fashion_imp.yaml"), seeds=[0], experiments=[
+        {"name": "imp", "kind": "imp"}, {"name": "synflow", "kind": "pai", "pruner": "synflow", "rounds": [1, 3]}])
+    cells = compare.phase_two(spec, {("imp", 0): folder})
+    densities = [c.args[c.args.index("--ticket.density") + 1] for c in cells]
+    assert densities == ["0.8", "0.512"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"base": str(ROOT / "configs" / "lenet300_fashion_imp.yaml"), "experiments": [
+        {"name": "imp", "kind": "imp"}, {"name": "s", "kind": "pai", "pruner": "snip", "rounds": [0]}]}))
+    with pytest.raises(ValueError, match="rounds must be a list of IMP rounds >= 1"):
+        compare.Spec.load(bad)
