@@ -54,7 +54,8 @@ def test_failures_are_stated():
 
 
 def test_document_has_every_density_plot_and_collapse_row(tmp_path):
-    rows = grid(imp=lambda d: 0.88, reinit=lambda d: 0.87, imp_step=lambda d: 1500, reinit_step=lambda d: 2000)
+    rows = grid(imp=lambda d: 0.88, reinit=lambda d: 0.87, imp_step=lambda d: 4584 if d == 1 else 1500,
+                reinit_step=lambda d: 2000)
     curve = [{"step": s, "val_loss": 0.3 + abs(s - 7000) / 1e5, "val_acc": 0.88, "test_acc": 0.87}
              for s in range(229, 50_000, 229)]
     g = {"rows": rows, "elapsed_s": 600.0, "cell_seconds": {"imp": 300.0}, "cells": 318, "workers": 2, "out": "x"}
@@ -65,6 +66,7 @@ def test_document_has_every_density_plot_and_collapse_row(tmp_path):
         assert f"| {100 * d:.1f}% |" in text
     assert "| synflow | default | 10^6.00 | 10^5.75 – 10^6 |" in text
     assert "iteration 7,099" in text  # the curve's minimum (229 × 31)
+    assert "3 of 3 dense runs, 0 of 45 winning-ticket runs and 0 of 45 reinitialized runs" in text
     for name in ("results_accuracy.png", "results_early_stopping.png", "results_accuracy_end.png"):
         assert (tmp_path / "img" / name).stat().st_size > 10_000
 
