@@ -40,6 +40,7 @@ TOLERANCE = 0.5  # percentage points: "matches dense accuracy" means a mean at m
 CONTROLS = ("imp", "imp_reinit", "imp_shuffled")
 PAI = ("synflow", "snip", "grasp", "random", "magnitude_init")
 # Frankle & Carbin's LeNet landmarks: density after rounds 3, 7, 9, 12, 15 (see REFERENCE.md).
+PAPER_X = {"synflow": 5.75, "magnitude": 2.75, "snip": 3.5, "grasp": 3.5}  # lower ends of the ranges above
 LANDMARKS = (0.513, 0.211, 0.135, 0.070, 0.036)
 PAPER_COLLAPSE = {"synflow": "10^5.75 – 10^6", "magnitude": "10^2.75", "snip": "10^3.5 – 10^3.75",
                   "grasp": "10^3.5 – 10^3.75", "random": "(not given; collapses first)"}
@@ -323,6 +324,15 @@ def write(dense: dict[str, Any], g: dict[str, Any], coll: dict[str, Any], docs: 
     ]
     for r in coll["rows"]:
         lines.append(f"| {r['pruner']} | {r['init']} | 10^{r['x']:.2f} | {PAPER_COLLAPSE.get(r['pruner'], '–')} |")
+    reached = [f"{r['pruner']} ({r['init']} init)" for r in coll["rows"] if r["pruner"] in PAPER_X
+               and r["x"] >= PAPER_X[r["pruner"]]]
+    short = [f"{r['pruner']} ({r['init']} init, 10^{r['x']:.2f} against 10^{PAPER_X[r['pruner']]})"
+             for r in coll["rows"] if r["pruner"] in PAPER_X and r["x"] < PAPER_X[r["pruner"]]]
+    lines += ["", f"At or beyond the paper's lower value: {', '.join(reached) or 'none'}. Below it: "
+              f"{', '.join(short) or 'none'}. Magnitude pruning depends on the initializer: PyTorch's default draws "
+              "uniformly within a bound that shrinks with fan-in, so a global threshold above the bound of the "
+              "widest layers empties them at once, while Kaiming normal's tails (the paper's setting) leave a few "
+              "weights in every layer for longer."]
     lines += [
         "",
         "## Wall time on this machine",
