@@ -26,6 +26,9 @@ sys.path.insert(0, str(ROOT))
 from lottery.io import atomic_write_text  # noqa: E402
 
 
+LOTTERY = ["-c", "from lottery.cli import main; main()"]  # the `lottery` command, run by this Python
+
+
 @dataclass
 class Bench:
     title: str
@@ -53,7 +56,7 @@ def benches(quick: bool, cuda: bool) -> list[Bench]:
             Bench("Epoch speed on the GPU", ["benchmarks/epoch_speed.py", "--device", "cuda", *short], r"ratio",
                   "<= 1.25x a plain loop on the same GPU", gpu=True),
             Bench("Full LeNet-300-100 IMP run, 15 rounds, on the GPU",
-                  ["-c", "from lottery.cli import main; main()", "fit", "--config", "configs/lenet300_fashion_results.yaml",
+                  [*LOTTERY, "fit", "--config", "configs/lenet300_fashion_results.yaml",
                    "--trainer.accelerator", "gpu", "--trainer.enable_progress_bar", "false",
                    "--trainer.default_root_dir", "runs/benchmarks_gpu_imp"], r"round 15 done", "minutes", gpu=True),
         ]
@@ -108,7 +111,8 @@ def main() -> None:
         print(f"running {bench.title} ...", flush=True)
         out, wall, code = run(bench)
         failed += code != 0
-        command = "python " + " ".join(bench.args) if bench.args[0] != "-c" else "lottery " + " ".join(bench.args[3:])
+        cli = bench.args[:2] == ["-c", LOTTERY[1]]
+        command = "lottery " + " ".join(bench.args[2:]) if cli else "python " + " ".join(bench.args)
         heads = [line.strip() for line in out.splitlines() if re.search(bench.headline, line)]
         status = "" if code == 0 else f" **(failed, exit {code})**"
         summary.append(f"| {bench.title}{status} | {'<br>'.join(heads) or '–'} | {bench.goal} | `{command}` |")
