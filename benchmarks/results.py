@@ -8,7 +8,7 @@ Three parts, each resumable (a finished part or grid cell is read back, not reru
    densities, 3 seeds;
 3. the layer-collapse search on CIFAR VGG-16 (benchmarks/pruner_speed.py's `critical_compression`).
 
-    python benchmarks/results.py [--workers 2]     # about 1 h 45 min on the 2-core development CPU
+    python benchmarks/results.py [--workers 2]     # about 2 h 30 min on the 2-core development CPU
 """
 
 from __future__ import annotations
@@ -352,7 +352,9 @@ def write(dense: dict[str, Any], g: dict[str, Any], coll: dict[str, Any], docs: 
         "",
         f"- dense reference ({PAPER_ITERATIONS:,} iterations, 1 process): {dense['wall_s'] / 60:.1f} min",
         f"- grid ({g['cells']} cells, {g['workers']} worker processes of 1 thread): {g['elapsed_s'] / 60:.1f} min "
-        "from the first cell's start to the last cell's end; per experiment, summed over its cells: "
+        "from the first cell's start to the last cell's end (across every invocation of the grid, idle gaps "
+        "between invocations included); per experiment, summed over its cells (a resumed cell counts its last "
+        "invocation only): "
         + ", ".join(f"{n} {s / 60:.1f} min" for n, s in sorted(g["cell_seconds"].items())),
         f"- layer-collapse search on VGG-16: {coll['wall_s'] / 60:.1f} min",
         "",
