@@ -138,8 +138,12 @@ def phase_two(spec: Spec, imp_results: dict[tuple[str, int], Path], seeds: list[
 
 def fit_args(base: str, folder: Path, cell: Cell, common: list[str]) -> list[str]:
     """The `lottery fit` arguments that train `cell` in `folder`."""
+    # checkpoints at epoch ends only: Lightning restarts a dataloader from its first batch when it resumes
+    # mid-epoch, so a cell resumed from a validation inside an epoch would not train what it would have
     return ["fit", "--config", base, "--seed_everything", str(cell.seed), "--trainer.default_root_dir", str(folder),
-            "--trainer.enable_progress_bar", "false", "--ticket.dirpath", str(folder / "tickets"), *common, *cell.args]
+            "--trainer.enable_progress_bar", "false", "--ticket.dirpath", str(folder / "tickets"),
+            "--trainer.callbacks+=pytorch_lightning.callbacks.ModelCheckpoint",
+            "--trainer.callbacks.save_on_train_epoch_end", "true", *common, *cell.args]
 
 
 def run_cell(base: str, out: str, cell: Cell, common: list[str], threads: int) -> list[dict[str, Any]]:

@@ -11,12 +11,12 @@ ROOT = Path(__file__).parents[1]
 
 @pytest.fixture
 def spec(tmp_path, fashion_mnist):
-    def make(name):
+    def make(name, extra=()):
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump({
             "base": str(ROOT / "configs" / "lenet300_fashion_imp.yaml"), "seeds": [0], "out": str(tmp_path / name),
             "args": ["--ticket.rounds", "2", "--ticket.epochs_per_round", "1", "--trainer.limit_train_batches", "8",
-                     "--trainer.limit_val_batches", "2"],
+                     "--trainer.limit_val_batches", "2", *extra],
             "experiments": [{"name": "imp", "kind": "imp"}, {"name": "imp_shuffled", "kind": "shuffle"},
                             {"name": "random", "kind": "pai", "pruner": "random"}]}))
         return path
@@ -76,8 +76,10 @@ def test_ray_launcher_gives_the_same_rows(spec, tmp_path):
 def test_a_killed_cell_continues_from_its_checkpoint(spec, tmp_path, caplog):
     from lottery.cli import main
 
-    reference = rows(compare.run(spec("whole"), workers=1))
-    path = spec("killed")
+    # validation inside the epoch (after 6 of 8 steps): a checkpoint taken there would resume differently
+    within = ["--trainer.val_check_interval", "0.75"]
+    reference = rows(compare.run(spec("whole", within), workers=1))
+    path = spec("killed", within)
     s = compare.Spec.load(path)
     cell = compare.phase_one(s)[0]
     folder = Path(s.out) / "cells" / cell.key(s.base, s.out)
