@@ -51,6 +51,8 @@ def test_grid_with_two_workers_matches_sequential_and_resumes(spec, tmp_path):
 
 
 def test_comparison_files_are_checked(tmp_path):
+    for path in sorted((ROOT / "configs").glob("compare_*.yaml")):  # every shipped comparison loads
+        assert compare.Spec.load(path).experiments[0]["kind"] == "imp"
     spec = compare.Spec.load(ROOT / "configs" / "compare_lenet300_fashion.yaml")
     assert [e["name"] for e in spec.experiments][:3] == ["imp", "imp_reinit", "imp_shuffled"] and spec.seeds == [0, 1, 2]
     bad = tmp_path / "bad.yaml"
