@@ -76,23 +76,20 @@ def grid(workers: int) -> dict[str, Any]:
     """Part 2: the comparison grid (cells already trained are read back); its rows and timings."""
     spec = Spec.load(ROOT / GRID)
     out = ROOT / spec.out
-    start = time.perf_counter()
     lottery("compare", "--config", GRID, "--workers", str(workers))
     rows = read_csv(out / "results.csv")
+    cells: dict[str, tuple[str, float, float]] = {}  # key: experiment, wall seconds, finish time
     for r in rows:
         r["seed"] = int(r["seed"])
-    cells = {}
-    for done in (out / "cells").glob("*/done.json"):
-        cell = json.loads(done.read_text())
-        wall = float(cell["rows"][0]["wall_time_s"]) if cell["rows"] else 0.0
-        cells[done.parent.name] = (cell["cell"]["experiment"], wall, done.stat().st_mtime)
+        finished = (out / "cells" / r["cell"] / "done.json").stat().st_mtime
+        cells[r["cell"]] = (r["experiment"], float(r["wall_time_s"]), finished)
     # From the first cell's start to the last cell's end, across resumed invocations (as trained, not as re-read).
     elapsed = max(m for _, _, m in cells.values()) - min(m - w for _, w, m in cells.values())
     per_experiment: dict[str, float] = {}
     for name, wall, _ in cells.values():
         per_experiment[name] = per_experiment.get(name, 0.0) + wall
     return {"rows": rows, "elapsed_s": elapsed, "cell_seconds": per_experiment, "cells": len(cells),
-            "this_invocation_s": time.perf_counter() - start, "workers": workers, "out": spec.out}
+            "workers": workers, "out": spec.out}
 
 
 def collapse(out: Path) -> dict[str, Any]:

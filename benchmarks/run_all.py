@@ -36,11 +36,12 @@ class Bench:
     headline: str  # regex: output lines that go into the summary
     goal: str
     gpu: bool = False
+    stderr: str = ""  # regex: stderr lines kept with the output (the callback logs its rounds there)
 
 
 def benches(quick: bool, cuda: bool) -> list[Bench]:
     """The suite; `quick` shortens the repeats (for checking the script, not for figures)."""
-    short = quick and ["--repeats", "1"] or []
+    short = ["--repeats", "1"] if quick else []
     suite = [
         Bench("Masking overhead", ["benchmarks/masking_overhead.py", *short], r"ratio",
               "masked training <= 1.03x dense training"),
@@ -58,7 +59,8 @@ def benches(quick: bool, cuda: bool) -> list[Bench]:
             Bench("Full LeNet-300-100 IMP run, 15 rounds, on the GPU",
                   [*LOTTERY, "fit", "--config", "configs/lenet300_fashion_results.yaml",
                    "--trainer.accelerator", "gpu", "--trainer.enable_progress_bar", "false",
-                   "--trainer.default_root_dir", "runs/benchmarks_gpu_imp"], r"round 15 done", "minutes", gpu=True),
+                   "--trainer.default_root_dir", "runs/benchmarks_gpu_imp"], r"round 15 done", "minutes", gpu=True,
+                  stderr=r"LotteryTicket: round"),
         ]
     return suite
 
@@ -91,8 +93,8 @@ def run(bench: Bench) -> tuple[str, float, int]:
     done = subprocess.run([sys.executable, *bench.args], cwd=ROOT, capture_output=True, text=True,
                           env={**os.environ, "PYTHONWARNINGS": "ignore"})
     out = done.stdout
-    if bench.gpu and "round 15 done" in bench.headline:
-        out += "".join(line + "\n" for line in done.stderr.splitlines() if "LotteryTicket: round" in line)
+    if bench.stderr:
+        out += "".join(line + "\n" for line in done.stderr.splitlines() if re.search(bench.stderr, line))
     if done.returncode:
         out += "\n[stderr, last lines]\n" + "\n".join(done.stderr.splitlines()[-15:])
     return out, time.perf_counter() - start, done.returncode

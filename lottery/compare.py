@@ -104,7 +104,6 @@ def phase_two(spec: Spec, imp_results: dict[tuple[str, int], Path], seeds: list[
     """Pruning-at-init cells at the IMP densities and sanity cells of the IMP tickets (rounds >= 1), for `seeds`
     (default: all of the spec's)."""
     from lottery.pruning import get
-    from lottery.ticket import Ticket
 
     epochs = int(_base_ticket(spec).get("epochs_per_round", 1))
     if "--ticket.epochs_per_round" in spec.args:  # the grid's own shortening wins over the base config
@@ -114,25 +113,22 @@ def phase_two(spec: Spec, imp_results: dict[tuple[str, int], Path], seeds: list[
     for e in spec.experiments:
         for s in spec.seeds if seeds is None else seeds:
             folder = imp_results[(imp_name, s)]
-            tickets = sorted(folder.glob("round_*.safetensors"))[1:]
+            picked = e.get("rounds")  # IMP rounds whose densities / tickets to use; all by default
+            rows = [r for r in read_csv(folder / "rounds.csv")[1:] if picked is None or int(r["round"]) in picked]
             common = ["--ticket.epochs_per_round", "0", "--ticket.seed", str(s), "--trainer.max_epochs", str(epochs),
                       *e.get("args", [])]
             if e["kind"] == "pai":
                 steps = int(e.get("steps", get(e["pruner"]).default_rounds))
-                for row in read_csv(folder / "rounds.csv")[1:]:
-                    if "rounds" in e and int(row["round"]) not in e["rounds"]:
-                        continue
-                    cells.append(Cell(e["name"], "pai", s, [
-                        "--ticket.pruner", e["pruner"], "--ticket.density", row["density"], "--ticket.prune_fraction",
-                        "null", "--ticket.rounds", str(steps), "--ticket.scope", "global", "--ticket.fractions", "null",
-                        "--ticket.rewind", "init", *common]))
+                cells += [Cell(e["name"], "pai", s, [
+                    "--ticket.pruner", e["pruner"], "--ticket.density", r["density"], "--ticket.prune_fraction", "null",
+                    "--ticket.rounds", str(steps), "--ticket.scope", "global", "--ticket.fractions", "null",
+                    "--ticket.rewind", "init", *common]) for r in rows]
             elif e["kind"] in ("reinit", "shuffle"):
-                for path in tickets:
-                    if "rounds" in e and Ticket.load(path).round not in e["rounds"]:
-                        continue
+                for r in rows:  # named as the callback saves them
+                    path = str(folder / f"round_{int(r['round']):02d}.safetensors")
                     cells.append(Cell(e["name"], e["kind"], s, [
-                        "--ticket.ticket", str(path), "--ticket.sanity", e["kind"], "--ticket.rewind", "init", *common],
-                        source=str(path)))
+                        "--ticket.ticket", path, "--ticket.sanity", e["kind"], "--ticket.rewind", "init", *common],
+                        source=path))
     return cells
 
 
