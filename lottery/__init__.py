@@ -2,7 +2,10 @@
 
 from lottery.callback import LotteryTicket
 from lottery.loop import prune
+from lottery.nvml import skip_nvml_probe_without_gpu
 from lottery.ticket import Ticket, TicketFormatError
+
+skip_nvml_probe_without_gpu()  # after Lightning's import, which sets the variable
 
 __all__ = ["LotteryTicket", "Ticket", "TicketFormatError", "prune"]
 __version__ = "0.1.0"
