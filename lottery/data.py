@@ -203,7 +203,7 @@ class VisionDataModule(pl.LightningDataModule):
 
     # preparation
     def prepare_data(self) -> None:
-        if self.download:
+        if self.download and self._splits is None:  # set up already: the files are here, no need to read them again
             self.locate()  # downloads once, on the first process only
 
     def setup(self, stage: str | None = None) -> None:

@@ -192,16 +192,20 @@ class Drift(torch.optim.SGD):
         return loss
 
 
-@pytest.mark.parametrize("opt", ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Drift"])
+@pytest.mark.parametrize("opt", ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Drift", "SGD-fused", "Adam-fused",
+                                 "AdamW-fused"])
 def test_pruned_weights_stay_zero_under_each_optimizer(tmp_path, opt):
     from lottery.masking import preserves_zeros
 
     class WithOpt(Module):
         def configure_optimizers(self):
-            kw = {"weight_decay": 0.1}
-            if opt in ("SGD", "RMSprop", "Drift"):
+            name, fused = opt.split("-")[0], opt.endswith("-fused")  # fused kernels: ClassificationModule's default
+            kw = {"weight_decay": 0.1, **({"fused": True} if fused else {})}
+            if name in ("SGD", "RMSprop", "Drift"):
                 kw["momentum"] = 0.9
-            cls = Drift if opt == "Drift" else getattr(torch.optim, opt)
+            if name == "SGD" and fused:
+                kw["nesterov"] = True
+            cls = Drift if name == "Drift" else getattr(torch.optim, name)
             return cls(self.parameters(), lr=0.05, **kw)
 
     pl.seed_everything(0)
