@@ -142,3 +142,38 @@ def test_kth_largest_on_large_inputs_is_exact(dist):
         assert sel.kth_largest(v, k) == expected
         keep = sel.top_k_mask(v, k)
         assert int(keep.sum()) == k and v[keep].min() >= v[~keep].max()
+
+
+def reference_select(scores, masks, k, revive):
+    """Selection by a full stable sort: highest scores first, ties to the lower index of the concatenation."""
+    flat = torch.cat([scores[n].reshape(-1).double() for n in scores])
+    old = torch.cat([masks[n].reshape(-1) for n in masks])
+    competing = torch.ones_like(old) if revive else old
+    idx = competing.nonzero().squeeze(1)
+    order = torch.sort(-flat[idx], stable=True).indices  # stable: equal scores keep index order
+    keep = torch.zeros_like(old)
+    keep[idx[order[:k]]] = True
+    return dict(zip(scores, keep.split([m.numel() for m in masks.values()])))
+
+
+@pytest.mark.parametrize("size", [600, 1_400_000])
+@pytest.mark.parametrize("kind", ["normal", "ties", "inf"])
+def test_select_matches_a_full_sort(size, kind):
+    """Parts of different survivor densities (all, most, few: compacted), k over the whole range."""
+    g = torch.Generator().manual_seed(size)
+    shapes = {"a": (size // 2,), "b": (size // 4, 2), "c": (size // 8,), "d": (size // 8,)}
+    scores = {n: torch.randn(s, generator=g, dtype=torch.float64) for n, s in shapes.items()}
+    if kind == "ties":
+        scores = {n: (v * 2).round() for n, v in scores.items()}
+    if kind == "inf":
+        scores["a"][: size // 4] = float("-inf")
+    keep_p = {"a": 1.0, "b": 0.7, "c": 0.1, "d": 0.0}
+    masks = {n: torch.rand(s, generator=g) < keep_p[n] for n, s in shapes.items()}
+    competing = sum(int(m.sum()) for m in masks.values())
+    for revive in (False, True):
+        pool = sum(m.numel() for m in masks.values()) if revive else competing
+        for k in [0, 1, 7, pool // 3, pool // 2, pool - 5, pool, pool + 3]:
+            got = sel.select(scores, masks, [(tuple(shapes), k)], revive=revive)
+            want = reference_select(scores, masks, min(k, pool), revive)
+            for n in shapes:
+                assert torch.equal(got[n].reshape(-1), want[n]), (kind, size, revive, k, n)
