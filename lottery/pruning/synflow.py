@@ -7,19 +7,22 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.func import functional_call
 
 from lottery.pruning.base import Pruner
-from lottery.pruning.batches import scoring_copy
 
 
 class SynFlow(Pruner):
-    """Score |θ ⊙ ∂R/∂θ| with R = 1ᵀ∏|θ^[l]|1, computed on a float64 copy in eval mode.
+    """Score |θ ⊙ ∂R/∂θ| with R = 1ᵀ∏|θ^[l]|1, computed in float64 in eval mode.
 
     Every parameter is replaced by its absolute value and every bias, batch-norm shift and running mean is
     zeroed, so R counts weights only and the per-layer conservation law (each layer's scores sum to R)
     holds for any feed-forward network, biases and batch norm included (REFERENCE.md: with |bias| kept, the
     bias flow empties early layers at extreme compression). float64 keeps R finite on deep ResNets. The
     input is one all-ones example shaped like `example_input_array`, or like one example of `batches`.
+    The user's model only lends its structure: it runs once on float64 stand-ins for its tensors, in eval
+    mode, and comes back with its own values, mode, gradients and `requires_grad` (its forward hooks, if
+    any, see that pass, as they would see a copy's).
     """
 
     name = "synflow"
@@ -32,19 +35,25 @@ class SynFlow(Pruner):
             if batches is None:
                 raise ValueError("SynFlow needs the input shape: set model.example_input_array or pass batches=")
             example = next(iter(batches))[0]
-        net = scoring_copy(model, torch.float64).eval()
+        prunable = self.prunable_parameters(model)
+        # the model runs on float64 stand-ins for its parameters and buffers (torch.func.functional_call):
+        # one conversion pass instead of a deep copy and a dtype change of the whole model at every step
         with torch.no_grad():
-            for name, p in net.named_parameters():
-                if name.endswith("bias"):
-                    p.zero_()
-                else:
-                    p.abs_()
-            for name, b in net.named_buffers():
-                if name.endswith("running_mean"):
-                    b.zero_()
-        device = next(net.parameters()).device
-        ones = torch.ones((1, *example.shape[1:]), dtype=torch.float64, device=device)
-        r = net(ones).sum()
-        r.backward()
-        # in place on the throw-away copy: |θ| ∂R/∂θ is already non-negative, abs_ only clears -0.0
-        return {n: p.grad.mul_(p.detach()).abs_() for n, p in self.prunable_parameters(net).items()}
+            flow = {n: torch.zeros_like(p, dtype=torch.float64) if n.endswith("bias")
+                    else p.detach().to(torch.float64).abs_() for n, p in model.named_parameters()}
+            for n, b in model.named_buffers():
+                if b.is_floating_point():
+                    flow[n] = torch.zeros_like(b, dtype=torch.float64) if n.endswith("running_mean") else b.to(torch.float64)
+        leaves = [flow[n].requires_grad_() for n in prunable]
+        ones = torch.ones((1, *example.shape[1:]), dtype=torch.float64, device=leaves[0].device)
+        modes = {m: m.training for m in model.modules()}
+        model.eval()
+        try:
+            with torch.enable_grad():
+                r = functional_call(model, flow, (ones,), strict=False).sum()
+                grads = torch.autograd.grad(r, leaves)
+        finally:
+            for m, training in modes.items():
+                m.training = training
+        # |θ| ∂R/∂θ is already non-negative here; abs_ only clears -0.0 (and keeps the definition for any net)
+        return {n: g.mul_(leaf.detach()).abs_() for n, g, leaf in zip(prunable, grads, leaves)}
