@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import statistics
 import time
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
@@ -44,10 +45,46 @@ class Cell:
     source: str | None = None  # the IMP ticket a sanity cell starts from
 
     def key(self, base: str, out: str) -> str:
-        """A stable identity: hash of the base config and of everything this cell changes (paths inside the
-        comparison's folder count relative to it, so a moved comparison keeps its cells)."""
+        """A stable identity: hash of the base config's settings (parsed, so comments and layout do not count)
+        and of everything this cell changes (paths inside the comparison's folder count relative to it, so a
+        moved comparison keeps its cells)."""
+        settings = json.dumps(yaml.safe_load(Path(base).read_text()), sort_keys=True)
+        return _digest(json.dumps({"base": settings, **asdict(self)}, sort_keys=True), out)
+
+    def legacy_key(self, base: str, out: str) -> str:
+        """The identity lottery 0.1 gave this cell: the base config's text, comments included (so a folder
+        from 0.1 is found only while the base config's text is unchanged)."""
         text = json.dumps({"base": Path(base).read_text(), **asdict(self)}, sort_keys=True)
-        return hashlib.sha1(text.replace(str(Path(out)), "<out>").encode()).hexdigest()[:12]
+        for new in set(re.findall(r"cells/([0-9a-f]{12})/", text)):  # a sanity cell names its IMP cell's folder
+            marker = Path(out) / "cells" / new / LEGACY_MARKER
+            if marker.exists():
+                text = text.replace(f"cells/{new}/", f"cells/{marker.read_text().strip()}/")
+        return _digest(text, out)
+
+
+LEGACY_MARKER = "legacy_key"
+
+
+def _digest(text: str, out: str) -> str:
+    return hashlib.sha1(text.replace(str(Path(out)), "<out>").encode()).hexdigest()[:12]
+
+
+def adopt_legacy_folder(cell: Cell, base: str, out: str) -> None:
+    """Rename a cell folder written under its 0.1 identity to the current one, so finished work is kept."""
+    key = cell.key(base, out)
+    folder = Path(out) / "cells" / key
+    legacy = Path(out) / "cells" / cell.legacy_key(base, out)
+    if folder.exists() or not legacy.is_dir() or legacy == folder:
+        return
+    os.rename(legacy, folder)  # atomic: the cell is under one name or the other, never half-moved
+    atomic_write_text(folder / LEGACY_MARKER, legacy.name)
+    done = folder / "done.json"
+    if done.exists():
+        finished = done.stat()  # its time is when the cell finished (the report's timings use it): kept
+        record = json.loads(done.read_text())
+        record["rows"] = [{**r, "cell": key} for r in record["rows"]]
+        atomic_write_text(done, json.dumps(record))
+        os.utime(done, ns=(finished.st_atime_ns, finished.st_mtime_ns))
 
 
 @dataclass
@@ -146,6 +183,7 @@ def run_cell(base: str, out: str, cell: Cell, common: list[str], threads: int) -
     """Train one cell (unless it finished before) and return its result rows."""
     import torch
 
+    adopt_legacy_folder(cell, base, out)
     key = cell.key(base, out)
     folder = Path(out) / "cells" / key
     done = folder / "done.json"

@@ -111,3 +111,41 @@ def test_experiments_can_pick_imp_rounds(tmp_path):
         {"name": "imp", "kind": "imp"}, {"name": "s", "kind": "pai", "pruner": "snip", "rounds": [0]}]}))
     with pytest.raises(ValueError, match="rounds must be a list of IMP rounds >= 1"):
         compare.Spec.load(bad)
+
+
+def test_cells_keep_their_identity_across_comments_and_from_lottery_0_1(spec, tmp_path):
+    import json
+    import os
+    import shutil
+
+    path = spec("keys")
+    s = compare.Spec.load(path)
+    cell = compare.phase_one(s)[0]
+    commented = tmp_path / "commented.yaml"
+    commented.write_text("# a new comment\n" + Path(s.base).read_text().replace("\n", "  # note\n", 1))
+    assert cell.key(str(commented), s.out) == cell.key(s.base, s.out)  # comments and layout do not count
+    assert cell.legacy_key(str(commented), s.out) != cell.legacy_key(s.base, s.out)  # 0.1 hashed the text
+
+    expected = rows(compare.run(path, workers=1))
+    out = Path(s.out)
+    executed = (out / "executed.log").read_text().split()
+    # turn the finished comparison into what lottery 0.1 left: folders named by the text hash
+    imp_key = cell.key(s.base, s.out)
+    imp_legacy = cell.legacy_key(s.base, s.out)
+    renames = {imp_key: imp_legacy}
+    for c in compare.phase_two(s, {("imp", 0): out / "cells" / imp_key / "tickets"}):
+        as_01 = compare.Cell(c.experiment, c.kind, c.seed, [a.replace(imp_key, imp_legacy) for a in c.args],
+                             c.source and c.source.replace(imp_key, imp_legacy))
+        renames[c.key(s.base, s.out)] = as_01.legacy_key(s.base, s.out)
+    assert len(renames) == len(executed) and set(renames) == set(executed)
+    for new, old in renames.items():
+        shutil.move(out / "cells" / new, out / "cells" / old)
+        done = out / "cells" / old / "done.json"
+        record = json.loads(done.read_text())
+        done.write_text(json.dumps({**record, "rows": [{**r, "cell": old} for r in record["rows"]]}))
+        os.utime(done, (1e9, 1e9))  # when the cell finished: the report's timings read it
+
+    assert rows(compare.run(path, workers=1)) == expected  # same rows, cells under their new names again
+    assert (out / "executed.log").read_text().split() == executed  # nothing trained again
+    assert (out / "cells" / imp_key / compare.LEGACY_MARKER).read_text() == imp_legacy
+    assert all((out / "cells" / new / "done.json").stat().st_mtime == 1e9 for new in renames)
