@@ -30,16 +30,16 @@ def model(name: str, init: str = "default") -> nn.Module:
     return net
 
 
-def fwd_bwd(net: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None) -> float:
-    """Seconds of one forward+backward (median of 3)."""
+def fwd_bwd(net: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, repeats: int = 3) -> float:
+    """Seconds of one forward+backward (median of `repeats`)."""
     times = []
-    for _ in range(3):
+    for _ in range(repeats):
         net.zero_grad()
         t = time.perf_counter()
         out = net(x)
         (out.sum() if y is None else nn.functional.cross_entropy(out, y)).backward()
         times.append(time.perf_counter() - t)
-    return sorted(times)[1]
+    return sorted(times)[len(times) // 2]
 
 
 def batch(n: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,7 +53,7 @@ def speed() -> None:
         t = time.perf_counter()
         prune(net, "synflow", density=0.01, rounds=100)
         total = time.perf_counter() - t
-        base = fwd_bwd(net.double().eval(), torch.ones(1, 3, 32, 32, dtype=torch.float64))
+        base = fwd_bwd(net.double().eval(), torch.ones(1, 3, 32, 32, dtype=torch.float64), repeats=11)
         print(f"SynFlow 100 steps {name:8s} {total:7.2f} s   = {total / (100 * base):.2f} x 100 float64 fwd+bwd "
               f"({base * 1e3:.1f} ms each)")
     x, y = batch()
