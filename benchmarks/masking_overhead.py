@@ -1,11 +1,10 @@
 """Masking overhead: seconds per epoch with LotteryTicket holding a 20%-density ticket / without the callback.
 
 On a 2-core VM the speed of identical epochs drifts by 10-20% within seconds, far more than the few
-per cent being measured, so comparing two long runs measures the machine. Instead both arms are kept
-side by side in this one process and measured in adjacent pairs: each pair fits one epoch of the plain
-model (no callback) and one epoch of the ticket model (`LotteryTicket(ticket=...)` holding a 20%-density
-magnitude ticket: the same per-step hooks as a pruned IMP round), in alternating order (ABBA) so drift
-cancels. The ratio printed is the median of the pairs' ratios, with its interquartile range; the time
+per cent being measured, so comparing two long runs measures the machine. Instead one model is trained
+in adjacent pairs of epochs in this one process: one epoch without the callback and one under
+`LotteryTicket(ticket=...)` holding a 20%-density magnitude ticket (the same per-step hooks as a pruned
+IMP round, which re-zeroes the pruned weights first), in alternating order (ABBA) so drift cancels. The ratio printed is the median of the pairs' ratios, with its interquartile range; the time
 spent inside masking (zeroing gradients) is measured in extra ticket epochs after the pairs, so the
 timing wrapper does not slow the measured ones. Goal: at most 1.03.
 
@@ -100,18 +99,18 @@ def masking_share(module: Classifier, loader: DataLoader, ticket: Ticket, epochs
 def measure(make_net, loader: DataLoader, pairs: int) -> tuple[list[float], list[float], float]:
     """Plain and ticket epoch times of `pairs` adjacent pairs, and the masking share of a ticket epoch."""
     torch.manual_seed(0)
-    plain = sparse = Classifier(make_net())
-    ticket = Ticket(lottery.prune(sparse, "magnitude", density=0.2).masks)  # masks only: training goes on
-    one_epoch(plain, loader, None), one_epoch(sparse, loader, ticket)  # warm-up
+    module = Classifier(make_net())
+    ticket = Ticket(lottery.prune(module, "magnitude", density=0.2).masks)  # masks only: training goes on
+    one_epoch(module, loader, None), one_epoch(module, loader, ticket)  # warm-up
     plain_times, ticket_times = [], []
     for i in range(pairs):
         if i % 2 == 0:
-            plain_times.append(one_epoch(plain, loader, None))
-            ticket_times.append(one_epoch(sparse, loader, ticket))
+            plain_times.append(one_epoch(module, loader, None))
+            ticket_times.append(one_epoch(module, loader, ticket))
         else:
-            ticket_times.append(one_epoch(sparse, loader, ticket))
-            plain_times.append(one_epoch(plain, loader, None))
-    return plain_times, ticket_times, masking_share(sparse, loader, ticket)
+            ticket_times.append(one_epoch(module, loader, ticket))
+            plain_times.append(one_epoch(module, loader, None))
+    return plain_times, ticket_times, masking_share(module, loader, ticket)
 
 
 def main() -> None:

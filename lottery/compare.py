@@ -69,13 +69,14 @@ def _digest(text: str, out: str) -> str:
     return hashlib.sha1(text.replace(str(Path(out)), "<out>").encode()).hexdigest()[:12]
 
 
-def adopt_legacy_folder(cell: Cell, base: str, out: str) -> None:
-    """Rename a cell folder written under its 0.1 identity to the current one, so finished work is kept."""
-    key = cell.key(base, out)
-    folder = Path(out) / "cells" / key
-    legacy = Path(out) / "cells" / cell.legacy_key(base, out)
-    if folder.exists() or not legacy.is_dir() or legacy == folder:
+def adopt_legacy_folder(cell: Cell, base: str, out: str, folder: Path) -> None:
+    """Rename a cell folder written under its 0.1 identity to `folder` (its current one), keeping finished work."""
+    if folder.exists():
         return
+    legacy = folder.parent / cell.legacy_key(base, out)
+    if not legacy.is_dir():
+        return
+    key = folder.name
     os.rename(legacy, folder)  # atomic: the cell is under one name or the other, never half-moved
     atomic_write_text(folder / LEGACY_MARKER, legacy.name)
     done = folder / "done.json"
@@ -183,9 +184,9 @@ def run_cell(base: str, out: str, cell: Cell, common: list[str], threads: int) -
     """Train one cell (unless it finished before) and return its result rows."""
     import torch
 
-    adopt_legacy_folder(cell, base, out)
     key = cell.key(base, out)
     folder = Path(out) / "cells" / key
+    adopt_legacy_folder(cell, base, out, folder)
     done = folder / "done.json"
     if done.exists():
         return json.loads(done.read_text())["rows"]

@@ -102,7 +102,7 @@ class _Candidates:
         self.values: list[Tensor] = []
         self.masks: list[Tensor | None] = []  # which entries of values compete (None: all)
         self.index: list[Tensor | None] = []  # positions of compacted values in the part (None: not compacted)
-        self.counts: list[int] = []
+        self.total = 0  # competing scores in all parts
         for i, part in enumerate(parts):
             old = None if olds is None else olds[i]
             count = part.numel() if old is None else int(torch.count_nonzero(old))
@@ -117,8 +117,7 @@ class _Candidates:
                 self.values.append(part)
                 self.index.append(None)
                 self.masks.append(old)
-            self.counts.append(count)
-        self.total = sum(self.counts)
+            self.total += count
 
     def _competing(self, flags: Tensor, i: int) -> Tensor:
         mask = self.masks[i]
@@ -179,10 +178,9 @@ class _Candidates:
 
     def top_k(self, k: int) -> list[Tensor]:
         """Per part, a full-size bool mask of exactly the k highest competing scores; ties go to lower positions."""
-        if k >= self.total:
-            return [torch.ones(n, dtype=torch.bool, device=v.device) if m is None and idx is None else
-                    self._expand(i, torch.ones(v.numel(), dtype=torch.bool, device=v.device))
-                    for i, (n, v, m, idx) in enumerate(zip(self.sizes, self.values, self.masks, self.index))]
+        if k >= self.total:  # every competing score stays
+            return [self._expand(i, self._competing(torch.ones(v.numel(), dtype=torch.bool, device=v.device), i))
+                    for i, v in enumerate(self.values)]
         if k <= 0:
             return [torch.zeros(n, dtype=torch.bool, device=v.device) for n, v in zip(self.sizes, self.values)]
         threshold, above_flags, bands = self._threshold(k)
@@ -205,9 +203,10 @@ class _Candidates:
         return [self._expand(i, keep) for i, keep in enumerate(keeps)]
 
     def _expand(self, i: int, keep: Tensor) -> Tensor:
+        """A full-size mask of part i from `keep` (flags over its values, already limited to competing ones)."""
         idx = self.index[i]
         if idx is None:
-            return self._competing(keep, i) if self.masks[i] is not None else keep
+            return keep
         full = torch.zeros(self.sizes[i], dtype=torch.bool, device=keep.device)
         full[idx[keep]] = True
         return full
