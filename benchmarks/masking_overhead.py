@@ -1,14 +1,19 @@
-"""Masking overhead: seconds per epoch with LotteryTicket holding a 20%-density ticket / without the callback.
+"""Masking overhead: time per epoch with LotteryTicket holding a 20%-density ticket / without the callback.
 
-On a 2-core VM the speed of identical epochs drifts by 10-20% within seconds, far more than the few
-per cent being measured, so comparing two long runs measures the machine. Instead one model is trained
-in adjacent pairs of epochs in this one process: one epoch without the callback and one under
-`LotteryTicket(ticket=...)` holding a 20%-density magnitude ticket (the same per-step hooks as a pruned
-IMP round, which re-zeroes the pruned weights first), in alternating order (ABBA) so drift cancels. The ratio printed is the median of the pairs' ratios, with its interquartile range; the time
-spent inside masking (zeroing gradients) is measured in extra ticket epochs after the pairs, so the
-timing wrapper does not slow the measured ones. Goal: at most 1.03.
+On a 2-core VM the speed of identical epochs drifts by 10-20% within seconds (even adjacent epochs of one
+process: 40 pairs left the median ratio uncertain by about +-3%), far more than the few per cent being
+measured. So the two conditions alternate step by step inside one `trainer.fit`: a small switch callback,
+first in the list, adds `LotteryTicket(ticket=<20% magnitude ticket>)` to the Trainer's callbacks for one
+step and takes it out for the next (the ticket callback holds the same per-step hooks as a pruned IMP
+round). Each step's time runs from its `on_train_batch_start` to the next one's, so it includes every hook,
+the optimizer step and the next batch's loading; the order within a pair alternates by epoch (ABBA). The
+epoch ratio is the ratio of summed step times (epoch times but for the epoch-boundary work, which is
+the same in both); the median of the ~1000 pair ratios is printed beside it with its IQR. Pruned weights
+pick up updates in the steps without the callback: the timing is what is measured, not a ticket.
+The same switch with an empty `pl.Callback` (no hooks of its own) shows what the method reads when
+nothing is added beyond Lightning's dispatch of an empty callback. Goal: at most 1.03.
 
-    python benchmarks/masking_overhead.py [--pairs 40] [--examples 6000]
+    python benchmarks/masking_overhead.py [--epochs 20] [--examples 6000]
 """
 
 from __future__ import annotations
@@ -56,26 +61,39 @@ class Classifier(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.05, momentum=0.9)
 
 
-class EpochTimer(pl.Callback):
-    """Wall time of the training epoch (first in the callback list, so it brackets the others' epoch hooks)."""
+class Switch(pl.Callback):
+    """Adds `other` to the Trainer's callbacks for every other step and times each step."""
 
-    def on_train_epoch_start(self, trainer, pl_module):
-        self.start = time.perf_counter()
+    def __init__(self, other: pl.Callback) -> None:
+        self.other = other
+        self.steps: list[tuple[int, int, bool, float]] = []  # (epoch, batch, other present, start time)
 
-    def on_train_epoch_end(self, trainer, pl_module):
-        self.seconds = time.perf_counter() - self.start
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        present = (batch_idx + trainer.current_epoch) % 2 == 0  # pairs (on, off) and (off, on) by epoch
+        callbacks = trainer.callbacks
+        if present and self.other not in callbacks:
+            callbacks.append(self.other)  # appended during this hook's loop: its own batch start runs too
+        elif not present and self.other in callbacks:
+            callbacks.remove(self.other)
+        self.steps.append((trainer.current_epoch, batch_idx, present, time.perf_counter()))
+
+    def pairs(self) -> list[tuple[float, float]]:
+        """(with, without) seconds of adjacent steps of one epoch."""
+        seconds = [(e, i, on, t1 - t0) for (e, i, on, t0), (e1, _, _, t1) in zip(self.steps, self.steps[1:]) if e1 == e]
+        out = []
+        for (e, i, on, s), (e2, i2, _, s2) in zip(seconds[::2], seconds[1::2]):
+            if e == e2 and i2 == i + 1:
+                out.append((s, s2) if on else (s2, s))
+        return out
 
 
-def one_epoch(module: Classifier, loader: DataLoader, ticket: Ticket | None) -> float:
-    """Seconds of one training epoch of `module`, under LotteryTicket holding `ticket` when given."""
-    timer = EpochTimer()
-    callbacks: list[pl.Callback] = [timer]
-    if ticket is not None:
-        callbacks.append(LotteryTicket(ticket=ticket, epochs_per_round=0, dirpath="/tmp/lottery-bench"))
-    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks)
+def switched(module: Classifier, loader: DataLoader, other: pl.Callback, epochs: int) -> list[tuple[float, float]]:
+    """(with, without) step-time pairs of `epochs` epochs with `other` switched in and out step by step."""
+    switch = Switch(other)
+    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, callbacks=[switch, other])
     trainer.fit(module, loader)
-    return timer.seconds
+    return switch.pairs()
 
 
 def masking_share(module: Classifier, loader: DataLoader, ticket: Ticket, epochs: int = 3) -> float:
@@ -90,32 +108,38 @@ def masking_share(module: Classifier, loader: DataLoader, ticket: Ticket, epochs
 
     Masker.zero_grads = timed
     try:
-        total = sum(one_epoch(module, loader, ticket) for _ in range(epochs))
+        trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
+                             enable_progress_bar=False, enable_model_summary=False,
+                             callbacks=[LotteryTicket(ticket=ticket, epochs_per_round=0, dirpath="/tmp/lottery-bench")])
+        t = time.perf_counter()
+        trainer.fit(module, loader)
+        total = time.perf_counter() - t
     finally:
         Masker.zero_grads = original
     return spent[0] / total
 
 
-def measure(make_net, loader: DataLoader, pairs: int) -> tuple[list[float], list[float], float]:
-    """Plain and ticket epoch times of `pairs` adjacent pairs, and the masking share of a ticket epoch."""
+def summary(name: str, pairs: list[tuple[float, float]]) -> str:
+    """The epoch ratio, the median pair ratio with its IQR and the mean step times."""
+    ratios = [w / wo for w, wo in pairs]
+    q1, median, q3 = statistics.quantiles(ratios, n=4)
+    with_, without = sum(w for w, _ in pairs), sum(wo for _, wo in pairs)
+    return (f"{name:14s} step {1e3 * without / len(pairs):.2f} ms without, {1e3 * with_ / len(pairs):.2f} ms with: "
+            f"ratio {with_ / without:.3f} (median of {len(pairs)} pairs {median:.3f}, IQR {q1:.3f}-{q3:.3f})")
+
+
+def measure(make_net, loader: DataLoader, epochs: int) -> tuple[list[tuple[float, float]], float]:
+    """Step-time pairs with/without the ticket callback, and the masking share of a ticket epoch."""
     torch.manual_seed(0)
     module = Classifier(make_net())
     ticket = Ticket(lottery.prune(module, "magnitude", density=0.2).masks)  # masks only: training goes on
-    one_epoch(module, loader, None), one_epoch(module, loader, ticket)  # warm-up
-    plain_times, ticket_times = [], []
-    for i in range(pairs):
-        if i % 2 == 0:
-            plain_times.append(one_epoch(module, loader, None))
-            ticket_times.append(one_epoch(module, loader, ticket))
-        else:
-            ticket_times.append(one_epoch(module, loader, ticket))
-            plain_times.append(one_epoch(module, loader, None))
-    return plain_times, ticket_times, masking_share(module, loader, ticket)
+    pairs = switched(module, loader, LotteryTicket(ticket=ticket, epochs_per_round=0, dirpath="/tmp/lottery-bench"), epochs)
+    return pairs, masking_share(module, loader, ticket)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=40, help="adjacent plain/ticket epoch pairs per model")
+    parser.add_argument("--epochs", type=int, default=20, help="epochs per model (steps alternate within each)")
     parser.add_argument("--examples", type=int, default=6000)
     parser.add_argument("--batch-size", type=int, default=60)
     args = parser.parse_args()
@@ -123,15 +147,13 @@ def main() -> None:
     data = TensorDataset(torch.randn(args.examples, 1, 28, 28, generator=g), torch.randint(0, 10, (args.examples,), generator=g))
     loader = DataLoader(data, batch_size=args.batch_size, shuffle=True)
     print(f"torch {torch.__version__}, pytorch-lightning {pl.__version__}, {torch.get_num_threads()} threads, "
-          f"{args.examples} examples, batch {args.batch_size}, {args.pairs} pairs of epochs")
+          f"{args.examples} examples, batch {args.batch_size}, {args.epochs} epochs per model, steps alternating")
+    torch.manual_seed(0)
+    empty = switched(Classifier(lenet300()), loader, pl.Callback(), args.epochs)
+    print(summary("empty callback", empty) + "  (LeNet-300-100; the method's reading for nothing added)")
     for name, make in [("LeNet-300-100", lenet300), ("small CNN", small_cnn)]:
-        plain, sparse, share = measure(make, loader, args.pairs)
-        ratios = [s / p for p, s in zip(plain, sparse)]
-        q1, _, q3 = statistics.quantiles(ratios, n=4)
-        print(f"{name:14s} plain {statistics.median(plain):.3f} s/epoch  with 20% ticket "
-              f"{statistics.median(sparse):.3f} s/epoch  ratio {statistics.median(ratios):.3f} "
-              f"(median of {len(ratios)} pairs, IQR {q1:.3f}-{q3:.3f}; goal <= 1.03); "
-              f"time inside masking {100 * share:.2f}% of a ticket epoch")
+        pairs, share = measure(make, loader, args.epochs)
+        print(summary(name, pairs) + f"; goal <= 1.03; time inside masking {100 * share:.2f}% of a ticket epoch")
 
 
 if __name__ == "__main__":

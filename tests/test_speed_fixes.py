@@ -75,3 +75,37 @@ def test_fused_optimizer_is_the_same_update(optimizer):
     assert fused_opt.param_groups[0]["fused"] is True and not plain_opt.param_groups[0]["fused"]
     for k in plain:
         torch.testing.assert_close(fused[k], plain[k], rtol=1e-5, atol=1e-6)
+
+
+def test_unused_batch_hooks_are_switched_off_but_subclass_hooks_stay(tmp_path):
+    from pytorch_lightning.trainer import call
+
+    from lottery import LotteryTicket
+    from tests.helpers import Module, trainer
+
+    class Counting(LotteryTicket):
+        calls = 0
+
+        def on_train_batch_end(self, *args):  # a subclass's own hook must still run
+            Counting.calls += 1
+
+    imp = LotteryTicket(rounds=1, epochs_per_round=1, dirpath=str(tmp_path / "a"))
+    assert imp.on_before_backward is None and imp.on_after_backward is None and imp.on_train_batch_end is None
+    assert callable(imp.on_train_batch_start) and callable(imp.on_before_optimizer_step)  # snapshot, masking
+    at_init = Counting(pruner="random", density=0.5, rounds=1, epochs_per_round=0, dirpath=str(tmp_path / "b"))
+    assert at_init.on_train_batch_start is None and callable(at_init.on_train_batch_end)
+    seen = []
+    original = call._call_callback_hooks
+
+    def spy(trainer_, hook_name, *args, **kwargs):
+        seen.extend(hook_name for cb in trainer_.callbacks if cb is at_init and callable(getattr(cb, hook_name)))
+        return original(trainer_, hook_name, *args, **kwargs)
+
+    call._call_callback_hooks = spy
+    try:
+        trainer(tmp_path, [at_init], max_epochs=1).fit(Module(n=64))
+    finally:
+        call._call_callback_hooks = original
+    assert Counting.calls == 4  # 64 examples in batches of 16
+    assert seen.count("on_before_optimizer_step") == 4 and "on_before_backward" not in seen
+    assert len(at_init.tickets) == 1 and at_init.tickets[-1].density == pytest.approx(0.5, abs=0.01)
