@@ -82,11 +82,18 @@ def kth_largest(values: Tensor, k: int) -> Tensor:
 
 def top_k_mask(values: Tensor, k: int) -> Tensor:
     """Boolean mask of exactly the `k` largest of a 1-D tensor; ties go to the lower index."""
-    return _Candidates([values], None).top_k(k)[0]
+    return _Candidates([values], None).top_k(k)[0]  # not compacted: the flags are the mask
 
 
 SAMPLE = 100_000  # entries sampled to bracket the k-th value of a large pool
 COMPACT_BELOW = 0.2  # a part whose survivors are rarer than this is gathered into a compact array
+
+
+class _Band:
+    """Where a bracket found the threshold: per part the flags above the band, and the band's positions and values."""
+
+    def __init__(self, above_flags: list[Tensor], above: int, positions: list[Tensor], values: list[Tensor]) -> None:
+        self.above_flags, self.above, self.positions, self.values = above_flags, above, positions, values
 
 
 class _Candidates:
@@ -97,7 +104,9 @@ class _Candidates:
     elementwise sweep: on a 15M-weight VGG-16 a concatenation alone costs more than the whole selection.
     """
 
-    def __init__(self, parts: Sequence[Tensor], olds: Sequence[Tensor] | None) -> None:
+    def __init__(self, parts: Sequence[Tensor], olds: Sequence[Tensor] | None, names: Sequence[str] = (),
+                 known: Sequence[Tensor | None] | None = None) -> None:
+        self.names = list(names)
         self.sizes = [p.numel() for p in parts]
         self.values: list[Tensor] = []
         self.masks: list[Tensor | None] = []  # which entries of values compete (None: all)
@@ -105,11 +114,13 @@ class _Candidates:
         self.total = 0  # competing scores in all parts
         for i, part in enumerate(parts):
             old = None if olds is None else olds[i]
-            count = part.numel() if old is None else int(torch.count_nonzero(old))
+            idx = None if known is None else known[i]  # the survivors' positions, when the caller tracks them
+            count = part.numel() if old is None else idx.numel() if idx is not None else int(torch.count_nonzero(old))
             if old is not None and count == part.numel():
                 old = None
             if old is not None and count < COMPACT_BELOW * part.numel():
-                idx = old.nonzero().squeeze(1)
+                if idx is None:
+                    idx = old.nonzero().squeeze(1)
                 self.values.append(part[idx])
                 self.index.append(idx)
                 self.masks.append(None)
@@ -123,11 +134,14 @@ class _Candidates:
         mask = self.masks[i]
         return flags if mask is None else flags & mask
 
-    def check_nan(self, names: Sequence[str]) -> None:
+    def _nan(self) -> ValueError:
+        return ValueError(f"the pruner returned NaN scores for {self.names}; cannot rank them")
+
+    def check_nan(self) -> None:
         """Raise if a competing score is NaN (a sum first: one cheap reduction when there is none)."""
         for i, v in enumerate(self.values):
             if v.numel() and torch.isnan(v.sum()) and bool(self._competing(torch.isnan(v), i).any()):
-                raise ValueError(f"the pruner returned NaN scores for {list(names)}; cannot rank them")
+                raise self._nan()
 
     def _all(self) -> Tensor:
         return torch.cat([v if m is None else v[m] for v, m in zip(self.values, self.masks)])
@@ -138,9 +152,13 @@ class _Candidates:
         n_all = sum(v.numel() for v in self.values)
         samples = []
         for i, v in enumerate(self.values):
-            m = max(1, round(SAMPLE * v.numel() / n_all)) if v.numel() else 0
+            m = min(v.numel(), max(1, round(SAMPLE * v.numel() / n_all)))
             if m:
-                pos = torch.randint(0, v.numel(), (m,), generator=gen, device=v.device)
+                # stratified: one random position in each of m equal strides, so the reads run forward
+                # through memory (independent random positions cost ~10x more on a 120 MB part)
+                stride = v.numel() // m
+                pos = torch.arange(m, device=v.device) * stride
+                pos += torch.randint(0, stride, (m,), generator=gen, device=v.device)
                 s = v[pos]
                 samples.append(s if self.masks[i] is None else s[self.masks[i][pos]])
         sample = torch.cat(samples)
@@ -160,49 +178,65 @@ class _Candidates:
         """The k-th largest competing score (1 <= k <= total), exact."""
         return self._threshold(k)[0]
 
-    def _threshold(self, k: int) -> tuple[Tensor, list[Tensor] | None, list[Tensor] | None]:
-        """The k-th largest, and where the bracket was used: per part the flags above it and the band's positions."""
+    def _threshold(self, k: int) -> tuple[Tensor, _Band | None]:
+        """The k-th largest, and the band it was found in when the bracket held it."""
         bracket = self._bracket(k) if self.total > 1_000_000 else None
         if bracket is not None:
             lo, hi = bracket
-            above_flags = [self._competing(v > hi, i) for i, v in enumerate(self.values)]
+            above_flags, positions = [], []
+            for i, v in enumerate(self.values):
+                above = v > hi
+                inside = torch.lt(v, lo)
+                inside |= above
+                inside.logical_not_()  # lo <= v <= hi, or NaN (which fails both comparisons)
+                if self.masks[i] is not None:
+                    above &= self.masks[i]
+                    inside &= self.masks[i]
+                above_flags.append(above)
+                positions.append(inside.nonzero().squeeze(1))
+            values = [v[p] for v, p in zip(self.values, positions)]
+            band = torch.cat(values)
+            if bool(torch.isnan(band).any()):  # every competing NaN is in the band: no separate pass
+                raise self._nan()
             above = sum(int(torch.count_nonzero(a)) for a in above_flags)
-            # lo <= v <= hi as (v >= lo) & ~above: one float comparison fewer per entry
-            bands = [(self._competing(v >= lo, i) & ~a).nonzero().squeeze(1)
-                     for i, (v, a) in enumerate(zip(self.values, above_flags))]
-            band = torch.cat([v[b] for v, b in zip(self.values, bands)])
             if above < k <= above + band.numel():
-                return torch.kthvalue(band, band.numel() - (k - above) + 1).values, above_flags, bands
+                threshold = torch.kthvalue(band, band.numel() - (k - above) + 1).values
+                return threshold, _Band(above_flags, above, positions, values)
+        self.check_nan()
         everything = self._all()
-        return torch.kthvalue(everything, everything.numel() - k + 1).values, None, None
+        return torch.kthvalue(everything, everything.numel() - k + 1).values, None
 
     def top_k(self, k: int) -> list[Tensor]:
-        """Per part, a full-size bool mask of exactly the k highest competing scores; ties go to lower positions."""
+        """Per part, flags over its values (see `expand`) of exactly the k highest competing scores; ties go to lower positions."""
+        if k >= self.total or k <= 0:
+            self.check_nan()
         if k >= self.total:  # every competing score stays
-            return [self._expand(i, self._competing(torch.ones(v.numel(), dtype=torch.bool, device=v.device), i))
+            return [self._competing(torch.ones(v.numel(), dtype=torch.bool, device=v.device), i)
                     for i, v in enumerate(self.values)]
         if k <= 0:
-            return [torch.zeros(n, dtype=torch.bool, device=v.device) for n, v in zip(self.sizes, self.values)]
-        threshold, above_flags, bands = self._threshold(k)
+            return [torch.zeros(v.numel(), dtype=torch.bool, device=v.device) for v in self.values]
+        threshold, band = self._threshold(k)
         keeps, ties = [], []
-        if above_flags is not None:  # only the band can hold entries at or above the threshold besides those flags
-            for v, a, b in zip(self.values, above_flags, bands):
-                bv = v[b]
-                a[b[bv > threshold]] = True
-                keeps.append(a)
-                ties.append(b[bv == threshold])  # ascending positions
+        if band is not None:  # only the band can hold entries at or above the threshold besides the flags above it
+            needed = k - band.above
+            for keep, pos, bv in zip(band.above_flags, band.positions, band.values):
+                over = pos[bv > threshold]
+                keep[over] = True
+                needed -= over.numel()
+                keeps.append(keep)
+                ties.append(pos[bv == threshold])  # ascending positions
         else:
             for i, v in enumerate(self.values):
                 keeps.append(self._competing(v > threshold, i))
                 ties.append(self._competing(v == threshold, i).nonzero().squeeze(1))
-        needed = k - sum(int(torch.count_nonzero(keep)) for keep in keeps)
+            needed = k - sum(int(torch.count_nonzero(keep)) for keep in keeps)
         for keep, tie in zip(keeps, ties):  # lower positions first, part by part
             take = min(needed, tie.numel())
             keep[tie[:take]] = True
             needed -= take
-        return [self._expand(i, keep) for i, keep in enumerate(keeps)]
+        return keeps
 
-    def _expand(self, i: int, keep: Tensor) -> Tensor:
+    def expand(self, i: int, keep: Tensor) -> Tensor:
         """A full-size mask of part i from `keep` (flags over its values, already limited to competing ones)."""
         idx = self.index[i]
         if idx is None:
@@ -212,14 +246,33 @@ class _Candidates:
         return full
 
 
+class Survivors:
+    """Flat positions of the survivors of sparse parameters, carried from one `select` call to the next.
+
+    `select` ranks a parameter whose survivors are rarer than COMPACT_BELOW on a gather of their scores. Given
+    the same Survivors at every step of a loop (masks only shrink), it finds those positions once and then
+    shrinks them, so a sparse parameter costs in proportion to its survivors instead of a scan of its mask at
+    every step, and it records in `dropped` the positions each call pruned, for whoever zeroes them.
+    """
+
+    def __init__(self) -> None:
+        self.positions: dict[str, Tensor] = {}
+        self.dropped: dict[str, Tensor] = {}
+
+
 def select(
-    scores: Mapping[str, Tensor], masks: Mapping[str, Tensor], groups: Sequence[Group], revive: bool = False
+    scores: Mapping[str, Tensor], masks: Mapping[str, Tensor], groups: Sequence[Group], revive: bool = False,
+    survivors: Survivors | None = None,
 ) -> dict[str, Tensor]:
     """New masks keeping the highest-scored weights of each group, exactly as many as the group asks.
 
     Without `revive` only current survivors compete, so a pruned weight never comes back. Ties go to the
-    lower index in the group's order (parameters in order, then their flattened positions).
+    lower index in the group's order (parameters in order, then their flattened positions). `survivors`
+    (without `revive`) must have come through every earlier call that produced `masks`.
     """
+    track = survivors is not None and not revive
+    if track:
+        survivors.dropped = {}
     new = {}
     for names, k in groups:
         missing = [n for n in names if n not in scores]
@@ -230,8 +283,12 @@ def select(
         for n in names[1:]:
             dtype = torch.promote_types(dtype, scores[n].dtype)
         parts = [scores[n].detach().reshape(-1).to(device=device, dtype=dtype) for n in names]
-        candidates = _Candidates(parts, None if revive else [masks[n].reshape(-1) for n in names])
-        candidates.check_nan(names)
-        for n, keep in zip(names, candidates.top_k(k)):
-            new[n] = keep.view_as(masks[n])
+        known = [survivors.positions.get(n) for n in names] if track else None
+        candidates = _Candidates(parts, None if revive else [masks[n].reshape(-1) for n in names], names, known)
+        for i, (n, keep) in enumerate(zip(names, candidates.top_k(k))):
+            new[n] = candidates.expand(i, keep).view_as(masks[n])
+            idx = candidates.index[i]
+            if track and idx is not None:
+                survivors.positions[n] = idx[keep]
+                survivors.dropped[n] = idx[~keep]
     return new

@@ -59,6 +59,24 @@ def test_synflow_conservation_per_layer():
     assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
 
 
+def test_synflow_session_reuses_stand_ins_and_scores_the_current_weights():
+    net, pruner = bn_net(), get("synflow")
+    with pruner.session():
+        first = pruner.scores(net)
+        kept = {n: t.data_ptr() for n, t in pruner._kept.items()}
+        with torch.no_grad():
+            net[0].weight[0].zero_()  # the loop zeroes pruned weights between steps
+            net[3].weight.mul_(-2.0)
+        second = pruner.scores(net)
+        assert {n: t.data_ptr() for n, t in pruner._kept.items()} == kept  # refilled in place
+    assert pruner._kept is None  # released with the session
+    fresh = pruner.scores(net)
+    R = synflow_R(net)
+    for n in fresh:
+        assert torch.equal(second[n], fresh[n]) and abs(float(second[n].sum()) - R) <= 1e-9 * R
+    assert not torch.equal(first["3.weight"], second["3.weight"]) and float(second["0.weight"][0].sum()) == 0.0
+
+
 def test_synflow_is_finite_where_float32_overflows():
     net = build("resnet110", init="kaiming_normal")
     net.example_input_array = torch.zeros(1, 3, 32, 32)

@@ -177,3 +177,41 @@ def test_select_matches_a_full_sort(size, kind):
             want = reference_select(scores, masks, min(k, pool), revive)
             for n in shapes:
                 assert torch.equal(got[n].reshape(-1), want[n]), (kind, size, revive, k, n)
+
+
+@pytest.mark.parametrize("kind", ["normal", "ties"])
+def test_survivors_carried_between_steps_give_the_same_masks(kind):
+    """A loop passing one Survivors: identical masks to a full sort at every step, positions and dropped exact."""
+    g = torch.Generator().manual_seed(7)
+    shapes = {"a": (700_000,), "b": (350_000, 2), "c": (5_000,)}
+    masks = {n: torch.ones(s, dtype=torch.bool) for n, s in shapes.items()}
+    survivors = sel.Survivors()
+    k = sum(m.numel() for m in masks.values())
+    for step in range(14):
+        scores = {n: torch.randn(s, generator=g, dtype=torch.float64) for n, s in shapes.items()}
+        if kind == "ties":
+            scores = {n: (v * 3).round() for n, v in scores.items()}
+        if step:  # a NaN at a pruned position never competes again
+            scores["b"].view(-1)[int((~masks["b"]).reshape(-1).nonzero()[0])] = float("nan")
+        k = int(k * 0.7)
+        got = sel.select(scores, masks, [(tuple(shapes), k)], survivors=survivors)
+        want = reference_select({n: torch.nan_to_num(v, nan=-1e300) for n, v in scores.items()}, masks, k, False)
+        for n in shapes:
+            assert torch.equal(got[n].reshape(-1), want[n]), (kind, step, n)
+            if n in survivors.positions:
+                assert torch.equal(survivors.positions[n], got[n].reshape(-1).nonzero().squeeze(1))
+                assert torch.equal(survivors.dropped[n], (masks[n] & ~got[n]).reshape(-1).nonzero().squeeze(1))
+        masks = got
+    assert set(survivors.positions) == {"a", "b", "c"}  # all compacted by the end (0.7^14 < 1%)
+    assert sum(int(m.sum()) for m in masks.values()) == k
+
+
+def test_nan_among_survivors_is_refused_on_the_bracket_path():
+    g = torch.Generator().manual_seed(0)
+    scores = {"w": torch.rand(2_000_000, generator=g, dtype=torch.float64)}
+    masks = {"w": torch.ones(2_000_000, dtype=torch.bool)}
+    scores["w"][123] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        sel.select(scores, masks, [(("w",), 1_000_000)])
+    masks["w"][123] = False  # a pruned weight's NaN does not compete
+    assert int(sel.select(scores, masks, [(("w",), 1_000_000)])["w"].sum()) == 1_000_000

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 from torch import Tensor, nn
@@ -21,6 +22,11 @@ class Pruner:
     def scores(self, model: nn.Module, batches: Iterable[Any] | None = None) -> dict[str, Tensor]:
         """Scores for every prunable weight of `model`, keyed like `named_parameters()`."""
         raise NotImplementedError
+
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        """Scope of the consecutive scoring steps of one pruning loop, in which a pruner may keep buffers."""
+        yield
 
     @staticmethod
     def prunable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
