@@ -49,11 +49,13 @@ def batch(n: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
 
 def speed() -> None:
     for name in ("vgg16", "resnet20"):
-        net = model(name)
+        net, ones = model(name), torch.ones(1, 3, 32, 32, dtype=torch.float64)
+        # the machine's speed drifts within a minute: the baseline is timed just before and just after
+        before = fwd_bwd(model(name).double().eval(), ones, repeats=11)
         t = time.perf_counter()
         prune(net, "synflow", density=0.01, rounds=100)
         total = time.perf_counter() - t
-        base = fwd_bwd(net.double().eval(), torch.ones(1, 3, 32, 32, dtype=torch.float64), repeats=11)
+        base = (before + fwd_bwd(net.double().eval(), ones, repeats=11)) / 2
         print(f"SynFlow 100 steps {name:8s} {total:7.2f} s   = {total / (100 * base):.2f} x 100 float64 fwd+bwd "
               f"({base * 1e3:.1f} ms each)")
     x, y = batch()

@@ -34,17 +34,6 @@ def check_fraction(name: str, value: float | None) -> None:
         raise ValueError(f"{name} must be strictly between 0 and 1, got {value!r}")
 
 
-@torch.no_grad()
-def _zero_pruned(params: Mapping[str, Tensor], masks: Mapping[str, Tensor], survivors: sel.Survivors) -> None:
-    """Zero the weights pruned by the last step: by position where the selection tracked them, else by mask."""
-    for n, m in masks.items():
-        p = params[n]
-        if n in survivors.dropped:
-            p.view(-1).index_fill_(0, survivors.dropped[n].to(p.device), 0.0)
-        else:
-            p.masked_fill_(~m.to(p.device), 0.0)  # 2x faster than mul_ by a bool mask on CPU
-
-
 class Plan:
     """What to prune in a model: prunable names, their sizes and per-round fractions, the scope."""
 
@@ -85,7 +74,7 @@ class Plan:
             with pruner.session():
                 for r in range(1, rounds + 1):
                     if saved and r > 1:
-                        _zero_pruned(params, masks, survivors)
+                        pruner.zero_pruned(model, masks, survivors.dropped)
                     with seeded(None if seed is None else seed + r):
                         masks = self.step(model, pruner, masks, r, batches, survivors)
         finally:

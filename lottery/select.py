@@ -121,7 +121,7 @@ class _Candidates:
             if old is not None and count < COMPACT_BELOW * part.numel():
                 if idx is None:
                     idx = old.nonzero().squeeze(1)
-                self.values.append(part[idx])
+                self.values.append(part.index_select(0, idx))  # 2x faster than part[idx] on CPU
                 self.index.append(idx)
                 self.masks.append(None)
             else:
@@ -159,7 +159,7 @@ class _Candidates:
                 stride = v.numel() // m
                 pos = torch.arange(m, device=v.device) * stride
                 pos += torch.randint(0, stride, (m,), generator=gen, device=v.device)
-                s = v[pos]
+                s = v.index_select(0, pos)
                 samples.append(s if self.masks[i] is None else s[self.masks[i][pos]])
         sample = torch.cat(samples)
         n = sample.numel()
@@ -194,7 +194,7 @@ class _Candidates:
                     inside &= self.masks[i]
                 above_flags.append(above)
                 positions.append(inside.nonzero().squeeze(1))
-            values = [v[p] for v, p in zip(self.values, positions)]
+            values = [v.index_select(0, p) for v, p in zip(self.values, positions)]
             band = torch.cat(values)
             if bool(torch.isnan(band).any()):  # every competing NaN is in the band: no separate pass
                 raise self._nan()

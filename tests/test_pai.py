@@ -59,22 +59,28 @@ def test_synflow_conservation_per_layer():
     assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
 
 
-def test_synflow_session_reuses_stand_ins_and_scores_the_current_weights():
+def test_synflow_session_keeps_stand_ins_and_zeroes_them_where_a_step_prunes():
     net, pruner = bn_net(), get("synflow")
+    names = [n for n, p in net.named_parameters() if n.endswith("weight") and p.dim() > 1]
+    masks = {n: torch.rand_like(net.get_parameter(n)) < 0.6 for n in names}
+    dropped = {names[0]: (~masks[names[0]]).reshape(-1).nonzero().squeeze(1)}  # by position; the others by mask
+    before = {k: v.clone() for k, v in net.state_dict().items()}
     with pruner.session():
         first = pruner.scores(net)
         kept = {n: t.data_ptr() for n, t in pruner._kept.items()}
-        with torch.no_grad():
-            net[0].weight[0].zero_()  # the loop zeroes pruned weights between steps
-            net[3].weight.mul_(-2.0)
+        pruner.zero_pruned(net, masks, dropped)
         second = pruner.scores(net)
-        assert {n: t.data_ptr() for n, t in pruner._kept.items()} == kept  # refilled in place
+        assert {n: t.data_ptr() for n, t in pruner._kept.items()} == kept  # the same buffers
     assert pruner._kept is None  # released with the session
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())  # the session left the model alone
+    with torch.no_grad():
+        for n in names:
+            net.get_parameter(n).mul_(masks[n])
     fresh = pruner.scores(net)
     R = synflow_R(net)
-    for n in fresh:
+    for n in names:
         assert torch.equal(second[n], fresh[n]) and abs(float(second[n].sum()) - R) <= 1e-9 * R
-    assert not torch.equal(first["3.weight"], second["3.weight"]) and float(second["0.weight"][0].sum()) == 0.0
+        assert float(second[n][~masks[n]].abs().sum()) == 0.0 and not torch.equal(first[n], second[n])
 
 
 def test_synflow_is_finite_where_float32_overflows():

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
+import torch
 from torch import Tensor, nn
 
 from lottery.select import default_prunable
+
+
+def zero_positions(t: Tensor, mask: Tensor, positions: Tensor | None) -> None:
+    """Zero `t` at `positions` (flat) when given, else wherever `mask` is False."""
+    if positions is not None:
+        t.view(-1).index_fill_(0, positions.to(t.device), 0.0)
+    else:
+        t.masked_fill_(~mask.to(t.device), 0.0)  # 2x faster than mul_ by a bool mask on CPU
 
 
 class Pruner:
@@ -27,6 +36,16 @@ class Pruner:
     def session(self) -> Iterator[None]:
         """Scope of the consecutive scoring steps of one pruning loop, in which a pruner may keep buffers."""
         yield
+
+    @torch.no_grad()
+    def zero_pruned(self, model: nn.Module, masks: Mapping[str, Tensor], dropped: Mapping[str, Tensor]) -> None:
+        """Between steps: zero the weights pruned by the last step where this pruner reads them (the model).
+
+        `dropped` holds, for some parameters, the flat positions the last step pruned; the others go by mask.
+        """
+        params = dict(model.named_parameters())
+        for n, m in masks.items():
+            zero_positions(params[n], m, dropped.get(n))
 
     @staticmethod
     def prunable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
