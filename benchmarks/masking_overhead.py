@@ -4,8 +4,8 @@ On a 2-core VM the speed of identical epochs drifts by 10-20% within seconds (ev
 process: 40 pairs left the median ratio uncertain by about +-3%), far more than the few per cent being
 measured. So the two conditions alternate step by step inside one `trainer.fit`: a small switch callback,
 first in the list, adds `LotteryTicket(ticket=<20% magnitude ticket>)` to the Trainer's callbacks for one
-step and takes it out for the next (the ticket callback holds the same per-step hooks as a pruned IMP
-round). Each step's time runs from its `on_train_batch_start` to the next one's, so it includes every hook,
+step and takes it out for the next (the ticket callback masks like a pruned IMP round, which also
+dispatches one batch-start hook for its rewind snapshot, ~5 us). Each step's time runs from its `on_train_batch_start` to the next one's, so it includes every hook,
 the optimizer step and the next batch's loading; the order within a pair alternates by epoch (ABBA). The
 epoch ratio is the ratio of summed step times (epoch times but for the epoch-boundary work, which is
 the same in both); the median of the ~1000 pair ratios is printed beside it with its IQR. Pruned weights

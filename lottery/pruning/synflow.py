@@ -56,11 +56,11 @@ class SynFlow(Pruner):
         for n, m in masks.items():
             zero_positions(self._kept[n], m, dropped.get(n))
 
-    def _stand_ins(self, model: nn.Module) -> dict[str, Tensor]:
+    def _stand_ins(self, model: nn.Module, prunable: Iterable[str]) -> dict[str, Tensor]:
         """float64 |θ| for weights, zeros for biases and running means, float64 copies of other float buffers."""
         kept = {} if self._kept is None else self._kept
         flow = {}
-        prunable = set(self.prunable_parameters(model))
+        prunable = set(prunable)
         with torch.no_grad():
             tensors = [(n, p, n.endswith("bias"), True) for n, p in model.named_parameters()]
             tensors += [(n, b, n.endswith("running_mean"), False) for n, b in model.named_buffers() if b.is_floating_point()]
@@ -90,7 +90,7 @@ class SynFlow(Pruner):
                 raise ValueError("SynFlow needs the input shape: set model.example_input_array or pass batches=")
             example = next(iter(batches))[0]
         prunable = self.prunable_parameters(model)
-        flow = self._stand_ins(model)
+        flow = self._stand_ins(model, prunable)
         leaves = [flow[n] for n in prunable]
         ones = torch.ones((1, *example.shape[1:]), dtype=torch.float64, device=leaves[0].device)
         modes = {m: m.training for m in model.modules()}
