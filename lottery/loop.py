@@ -71,7 +71,7 @@ class Plan:
         saved = {} if pruner.revives else {n: params[n].detach().clone() for n in self.names}
         survivors = sel.Survivors()
         try:
-            with pruner.session():
+            with pruner.session(None if pruner.revives else survivors):
                 for r in range(1, rounds + 1):
                     if saved and r > 1:
                         pruner.zero_pruned(model, masks, survivors.dropped)

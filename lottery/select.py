@@ -107,21 +107,25 @@ class _Candidates:
     def __init__(self, parts: Sequence[Tensor], olds: Sequence[Tensor] | None, names: Sequence[str] = (),
                  known: Sequence[Tensor | None] | None = None) -> None:
         self.names = list(names)
-        self.sizes = [p.numel() for p in parts]
+        self.sizes = [p.numel() if olds is None else olds[i].numel() for i, p in enumerate(parts)]
         self.values: list[Tensor] = []
         self.masks: list[Tensor | None] = []  # which entries of values compete (None: all)
         self.index: list[Tensor | None] = []  # positions of compacted values in the part (None: not compacted)
         self.total = 0  # competing scores in all parts
-        for i, part in enumerate(parts):
+        for i, (part, size) in enumerate(zip(parts, self.sizes)):
             old = None if olds is None else olds[i]
             idx = None if known is None else known[i]  # the survivors' positions, when the caller tracks them
-            count = part.numel() if old is None else idx.numel() if idx is not None else int(torch.count_nonzero(old))
-            if old is not None and count == part.numel():
+            count = size if old is None else idx.numel() if idx is not None else int(torch.count_nonzero(old))
+            if old is not None and count == size:
                 old = None
-            if old is not None and count < COMPACT_BELOW * part.numel():
+            if part.numel() != size and (idx is None or part.numel() != idx.numel()):
+                raise ValueError(f"scores for {self.names[i] if self.names else 'a part'} have {part.numel()} entries; "
+                                 f"expected {size} (or one per tracked survivor)")
+            if old is not None and count < COMPACT_BELOW * size:
                 if idx is None:
                     idx = old.nonzero().squeeze(1)
-                self.values.append(part.index_select(0, idx))  # 2x faster than part[idx] on CPU
+                # tracked parameters' scores may come at their survivors only (see Survivors)
+                self.values.append(part if part.numel() != size else part.index_select(0, idx))  # 2x faster than part[idx]
                 self.index.append(idx)
                 self.masks.append(None)
             else:
@@ -236,13 +240,16 @@ class _Candidates:
             needed -= take
         return keeps
 
-    def expand(self, i: int, keep: Tensor) -> Tensor:
-        """A full-size mask of part i from `keep` (flags over its values, already limited to competing ones)."""
+    def expand(self, i: int, keep: Tensor, kept: Tensor | None = None) -> Tensor:
+        """A full-size mask of part i from `keep` (flags over its values, already limited to competing ones).
+
+        `kept`: the positions `index[i][keep]`, when the caller has them already.
+        """
         idx = self.index[i]
         if idx is None:
             return keep
         full = torch.zeros(self.sizes[i], dtype=torch.bool, device=keep.device)
-        full[idx[keep]] = True
+        full[idx[keep] if kept is None else kept] = True
         return full
 
 
@@ -252,7 +259,9 @@ class Survivors:
     `select` ranks a parameter whose survivors are rarer than COMPACT_BELOW on a gather of their scores. Given
     the same Survivors at every step of a loop (masks only shrink), it finds those positions once and then
     shrinks them, so a sparse parameter costs in proportion to its survivors instead of a scan of its mask at
-    every step, and it records in `dropped` the positions each call pruned, for whoever zeroes them.
+    every step, and it records in `dropped` the positions each call pruned, for whoever zeroes them. A pruner
+    given the Survivors (`Pruner.session`) may score a tracked parameter at its survivors only: a 1-D tensor
+    with one score per entry of `positions[name]`, in that order.
     """
 
     def __init__(self) -> None:
@@ -286,9 +295,10 @@ def select(
         known = [survivors.positions.get(n) for n in names] if track else None
         candidates = _Candidates(parts, None if revive else [masks[n].reshape(-1) for n in names], names, known)
         for i, (n, keep) in enumerate(zip(names, candidates.top_k(k))):
-            new[n] = candidates.expand(i, keep).view_as(masks[n])
             idx = candidates.index[i]
-            if track and idx is not None:
-                survivors.positions[n] = idx[keep]
+            kept = None if idx is None or not track else idx[keep]
+            new[n] = candidates.expand(i, keep, kept).view_as(masks[n])
+            if kept is not None:
+                survivors.positions[n] = kept
                 survivors.dropped[n] = idx[~keep]
     return new

@@ -83,6 +83,19 @@ def test_synflow_session_keeps_stand_ins_and_zeroes_them_where_a_step_prunes():
         assert float(second[n][~masks[n]].abs().sum()) == 0.0 and not torch.equal(first[n], second[n])
 
 
+def test_synflow_scores_tracked_parameters_at_their_survivors():
+    from lottery.select import Survivors
+
+    net, pruner = bn_net(), get("synflow")
+    full = pruner.scores(net)
+    survivors = Survivors()
+    survivors.positions["0.weight"] = torch.tensor([0, 5, 17, 200])
+    with pruner.session(survivors):
+        scores = pruner.scores(net)
+    assert torch.equal(scores["0.weight"], full["0.weight"].reshape(-1)[[0, 5, 17, 200]])
+    assert all(torch.equal(scores[n], full[n]) for n in full if n != "0.weight")
+
+
 def test_synflow_is_finite_where_float32_overflows():
     net = build("resnet110", init="kaiming_normal")
     net.example_input_array = torch.zeros(1, 3, 32, 32)

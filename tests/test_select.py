@@ -215,3 +215,23 @@ def test_nan_among_survivors_is_refused_on_the_bracket_path():
         sel.select(scores, masks, [(("w",), 1_000_000)])
     masks["w"][123] = False  # a pruned weight's NaN does not compete
     assert int(sel.select(scores, masks, [(("w",), 1_000_000)])["w"].sum()) == 1_000_000
+
+
+def test_tracked_parameters_may_be_scored_at_their_survivors_only():
+    g = torch.Generator().manual_seed(3)
+    shapes = {"a": (900_000,), "b": (300, 1000), "c": (4_000,)}
+    full_masks = compact_masks = {n: torch.ones(s, dtype=torch.bool) for n, s in shapes.items()}
+    full, compact = sel.Survivors(), sel.Survivors()
+    k = sum(m.numel() for m in full_masks.values())
+    for step in range(12):
+        scores = {n: torch.rand(s, generator=g, dtype=torch.float64) for n, s in shapes.items()}
+        given = {n: v.reshape(-1).index_select(0, compact.positions[n]) if n in compact.positions else v
+                 for n, v in scores.items()}
+        k = int(k * 0.66)
+        full_masks = sel.select(scores, full_masks, [(tuple(shapes), k)], survivors=full)
+        compact_masks = sel.select(given, compact_masks, [(tuple(shapes), k)], survivors=compact)
+        assert all(torch.equal(full_masks[n], compact_masks[n]) for n in shapes), step
+    assert set(compact.positions) == set(shapes)  # every parameter went through the compact path
+    wrong = {n: torch.rand(7, dtype=torch.float64) for n in shapes}
+    with pytest.raises(ValueError, match="expected"):
+        sel.select(wrong, compact_masks, [(tuple(shapes), 10)], survivors=compact)

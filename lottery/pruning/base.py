@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from lottery.select import default_prunable
+from lottery.select import Survivors, default_prunable
 
 
 def zero_positions(t: Tensor, mask: Tensor, positions: Tensor | None) -> None:
@@ -33,8 +33,12 @@ class Pruner:
         raise NotImplementedError
 
     @contextmanager
-    def session(self) -> Iterator[None]:
-        """Scope of the consecutive scoring steps of one pruning loop, in which a pruner may keep buffers."""
+    def session(self, survivors: Survivors | None = None) -> Iterator[None]:
+        """Scope of the consecutive scoring steps of one pruning loop, in which a pruner may keep buffers.
+
+        `survivors` is the loop's `select.Survivors`: a pruner may score its tracked parameters at their
+        survivors only.
+        """
         yield
 
     @torch.no_grad()

@@ -27,9 +27,9 @@ class Inverted(Pruner):
         self.inner.masks = getattr(self, "masks", None)
         return {n: -s for n, s in self.inner.scores(model, batches).items()}
 
-    def session(self):  # type: ignore[override]
+    def session(self, survivors=None):  # type: ignore[override]
         """The inner pruner's session."""
-        return self.inner.session()
+        return self.inner.session(survivors)
 
     def __repr__(self) -> str:
         return f"Inverted({self.inner!r})"

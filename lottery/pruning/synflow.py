@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from lottery.pruning.base import Pruner, zero_positions
+from lottery.select import Survivors
 
 
 class SynFlow(Pruner):
@@ -32,20 +33,22 @@ class SynFlow(Pruner):
     def __init__(self) -> None:
         self._kept: dict[str, Tensor] | None = None  # float64 stand-ins reused by the steps of one session
         self._filled: set[str] = set()  # prunable stand-ins filled in this session
+        self._survivors: Survivors | None = None  # the loop's tracked survivors, during a session
 
     @contextmanager
-    def session(self) -> Iterator[None]:
+    def session(self, survivors: Survivors | None = None) -> Iterator[None]:
         """Keep the float64 stand-ins between the steps of a loop, in which the model changes only by pruning.
 
         A fresh 120 MB of float64 per step (VGG-16) costs more in page faults than the conversion itself;
         the prunable weights' stand-ins are filled once and then only zeroed where a step prunes
-        (`zero_pruned`), so the loop leaves the model's own weights alone.
+        (`zero_pruned`), so the loop leaves the model's own weights alone. Parameters whose survivors the
+        loop tracks are scored at their survivors only: two gathers instead of two sweeps of the whole tensor.
         """
-        self._kept, self._filled = {}, set()
+        self._kept, self._filled, self._survivors = {}, set(), survivors
         try:
             yield
         finally:
-            self._kept, self._filled = None, set()
+            self._kept, self._filled, self._survivors = None, set(), None
 
     @torch.no_grad()
     def zero_pruned(self, model: nn.Module, masks: Mapping[str, Tensor], dropped: Mapping[str, Tensor]) -> None:
@@ -103,4 +106,12 @@ class SynFlow(Pruner):
             for m, training in modes.items():
                 m.training = training
         # |θ| ∂R/∂θ is already non-negative here; abs_ only clears -0.0 (and keeps the definition for any net)
-        return {n: g.mul_(leaf.detach()).abs_() for n, g, leaf in zip(prunable, grads, leaves)}
+        tracked = {} if self._survivors is None else self._survivors.positions
+        scores = {}
+        for n, g, leaf in zip(prunable, grads, leaves):
+            idx = tracked.get(n)
+            if idx is None:
+                scores[n] = g.mul_(leaf.detach()).abs_()
+            else:  # at the survivors only, in their order (select.Survivors)
+                scores[n] = g.view(-1).index_select(0, idx).mul_(leaf.detach().view(-1).index_select(0, idx)).abs_()
+        return scores
