@@ -1,7 +1,7 @@
 """Pruner speed on CPU, and the maximal critical compression of each pruner on CIFAR VGG-16.
 
 - 100 SynFlow steps on CIFAR VGG-16 and ResNet-20, and their ratio to 100 float64 forward+backward passes of
-  one example (what SynFlow's scoring itself needs): selection adds the rest.
+  one example (what SynFlow's scoring itself needs), one timed after each step: selection adds the rest.
 - one SNIP and one GraSP step on a batch of 128, as a ratio to one float32 forward+backward of that batch.
 - with --collapse: the highest compression 10^x (x in steps of 0.25) at which no layer of VGG-16 (PyTorch's
   default init and conv biases) is emptied, per pruner (SynFlow 100 steps, others one shot). No CIFAR-10 is
@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from lottery import prune
+from lottery.loop import Plan
 from lottery.models import build
 from lottery.pruning import get
 
@@ -30,15 +31,16 @@ def model(name: str, init: str = "default") -> nn.Module:
     return net
 
 
-def fwd_bwd(net: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, repeats: int = 3) -> float:
-    """Seconds of one forward+backward (median of `repeats`)."""
+def fwd_bwd(net: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, repeats: int = 3, warmup: int = 0) -> float:
+    """Seconds of one forward+backward (median of `repeats`, after `warmup` untimed passes)."""
     times = []
-    for _ in range(repeats):
+    for i in range(warmup + repeats):
         net.zero_grad()
         t = time.perf_counter()
         out = net(x)
         (out.sum() if y is None else nn.functional.cross_entropy(out, y)).backward()
-        times.append(time.perf_counter() - t)
+        if i >= warmup:
+            times.append(time.perf_counter() - t)
     return sorted(times)[len(times) // 2]
 
 
@@ -47,17 +49,40 @@ def batch(n: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(n, 3, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g)
 
 
-def speed() -> None:
-    for name in ("vgg16", "resnet20"):
-        net, ones = model(name), torch.ones(1, 3, 32, 32, dtype=torch.float64)
-        # the machine's speed drifts within a minute: the baseline is timed just before and just after
-        before = fwd_bwd(model(name).double().eval(), ones, repeats=11)
+def synflow_against_fwd_bwd(name: str) -> tuple[float, float]:
+    """Seconds of 100 SynFlow steps, and the summed seconds of 100 float64 fwd+bwd passes timed between them.
+
+    One baseline pass runs after every step (on a float64 copy of the model, outside SynFlow's time), so
+    both sides see the same machine speed and allocator state: this VM drifts by 20-50% within a minute,
+    and a process's first passes page-fault fresh gradients (105-160 ms on VGG-16 for the same pass).
+    """
+    net, base_net = model(name), model(name).double().eval()
+    ones = torch.ones(1, 3, 32, 32, dtype=torch.float64)
+    fwd_bwd(base_net, ones, repeats=1, warmup=3)
+    passes: list[float] = []
+    original = Plan.step
+
+    def step_then_baseline(self, *args, **kwargs):
+        masks = original(self, *args, **kwargs)
+        passes.append(fwd_bwd(base_net, ones, repeats=1))
+        base_net.zero_grad()  # its gradients go back to the allocator before the next step, as SynFlow's do
+        return masks
+
+    Plan.step = step_then_baseline
+    try:
         t = time.perf_counter()
         prune(net, "synflow", density=0.01, rounds=100)
         total = time.perf_counter() - t
-        base = (before + fwd_bwd(net.double().eval(), ones, repeats=11)) / 2
-        print(f"SynFlow 100 steps {name:8s} {total:7.2f} s   = {total / (100 * base):.2f} x 100 float64 fwd+bwd "
-              f"({base * 1e3:.1f} ms each)")
+    finally:
+        Plan.step = original
+    return total - sum(passes), sum(passes)
+
+
+def speed() -> None:
+    for name in ("vgg16", "resnet20"):
+        synflow, base = synflow_against_fwd_bwd(name)
+        print(f"SynFlow 100 steps {name:8s} {synflow:7.2f} s   = {synflow / base:.2f} x 100 float64 fwd+bwd "
+              f"timed between its steps ({base * 10:.1f} ms each)")
     x, y = batch()
     for name in ("vgg16", "resnet20"):
         net = model(name).train()
