@@ -96,6 +96,18 @@ def test_synflow_scores_tracked_parameters_at_their_survivors():
     assert all(torch.equal(scores[n], full[n]) for n in full if n != "0.weight")
 
 
+def test_inverted_synflow_zeroes_through_its_inner_session(monkeypatch):
+    from lottery.pruning.base import Pruner
+    from lottery.pruning.synflow import SynFlow
+
+    net = bn_net()
+    with_session = prune(net, "synflow", density=0.05, rounds=20, invert=True).masks
+    monkeypatch.setattr(SynFlow, "session", Pruner.session)  # the plain loop: model re-masked, fresh stand-ins
+    monkeypatch.setattr(SynFlow, "zero_pruned", Pruner.zero_pruned)
+    plain = prune(net, "synflow", density=0.05, rounds=20, invert=True).masks
+    assert all(torch.equal(with_session[n], plain[n]) for n in plain)
+
+
 def test_synflow_is_finite_where_float32_overflows():
     net = build("resnet110", init="kaiming_normal")
     net.example_input_array = torch.zeros(1, 3, 32, 32)

@@ -31,5 +31,9 @@ class Inverted(Pruner):
         """The inner pruner's session."""
         return self.inner.session(survivors)
 
+    def zero_pruned(self, model, masks, dropped) -> None:  # type: ignore[override]
+        """The inner pruner's zeroing: inside its session it may keep the weights it reads itself."""
+        self.inner.zero_pruned(model, masks, dropped)
+
     def __repr__(self) -> str:
         return f"Inverted({self.inner!r})"
