@@ -63,6 +63,17 @@ class Classifier(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.05, momentum=0.9)
 
 
+def quiet_trainer(epochs: int, callbacks: list[pl.Callback]) -> pl.Trainer:
+    """A CPU Trainer without logger, checkpoints, progress bar or summary."""
+    return pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks)
+
+
+def ticket_callback(ticket: Ticket) -> LotteryTicket:
+    """LotteryTicket training the given ticket (the per-step masking of a pruned IMP round)."""
+    return LotteryTicket(ticket=ticket, epochs_per_round=0, dirpath="/tmp/lottery-bench")
+
+
 class Switch(pl.Callback):
     """Adds `other` to the Trainer's callbacks for every other step and times each step."""
 
@@ -92,9 +103,7 @@ class Switch(pl.Callback):
 def switched(module: Classifier, loader: DataLoader, other: pl.Callback, epochs: int) -> list[tuple[float, float]]:
     """(with, without) step-time pairs of `epochs` epochs with `other` switched in and out step by step."""
     switch = Switch(other)
-    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, callbacks=[switch, other])
-    trainer.fit(module, loader)
+    quiet_trainer(epochs, [switch, other]).fit(module, loader)
     return switch.pairs()
 
 
@@ -110,9 +119,7 @@ def masking_share(module: Classifier, loader: DataLoader, ticket: Ticket, epochs
 
     Masker.zero_grads = timed
     try:
-        trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
-                             enable_progress_bar=False, enable_model_summary=False,
-                             callbacks=[LotteryTicket(ticket=ticket, epochs_per_round=0, dirpath="/tmp/lottery-bench")])
+        trainer = quiet_trainer(epochs, [ticket_callback(ticket)])
         t = time.perf_counter()
         trainer.fit(module, loader)
         total = time.perf_counter() - t
@@ -135,7 +142,7 @@ def measure(make_net, loader: DataLoader, epochs: int) -> tuple[list[tuple[float
     torch.manual_seed(0)
     module = Classifier(make_net())
     ticket = Ticket(lottery.prune(module, "magnitude", density=0.2).masks)  # masks only: training goes on
-    pairs = switched(module, loader, LotteryTicket(ticket=ticket, epochs_per_round=0, dirpath="/tmp/lottery-bench"), epochs)
+    pairs = switched(module, loader, ticket_callback(ticket), epochs)
     return pairs, masking_share(module, loader, ticket)
 
 

@@ -43,7 +43,7 @@ def take(batches: Iterable[Any] | None, count: int | None = None, per_class: int
     return [(x.to(device), y.to(device))]
 
 
-def scoring_copy(model: nn.Module, dtype: torch.dtype | None = None) -> nn.Module:
+def scoring_copy(model: nn.Module) -> nn.Module:
     """A deep copy to score on, so the user's model (values, mode, grads, hooks) is never touched.
 
     A LightningModule's trainer is not copied along.
@@ -54,8 +54,6 @@ def scoring_copy(model: nn.Module, dtype: torch.dtype | None = None) -> nn.Modul
         if value is not None and not isinstance(value, (bool, int, float, str)):
             memo[id(value)] = None
     net = copy.deepcopy(model, memo)
-    if dtype is not None:
-        net = net.to(dtype)
     for p in net.parameters():
         p.requires_grad_(True)
         p.grad = None

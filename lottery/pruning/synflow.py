@@ -32,7 +32,6 @@ class SynFlow(Pruner):
 
     def __init__(self) -> None:
         self._kept: dict[str, Tensor] | None = None  # float64 stand-ins reused by the steps of one session
-        self._filled: set[str] = set()  # prunable stand-ins filled in this session
         self._survivors: Survivors | None = None  # the loop's tracked survivors, during a session
 
     @contextmanager
@@ -44,16 +43,16 @@ class SynFlow(Pruner):
         (`zero_pruned`), so the loop leaves the model's own weights alone. Parameters whose survivors the
         loop tracks are scored at their survivors only: two gathers instead of two sweeps of the whole tensor.
         """
-        self._kept, self._filled, self._survivors = {}, set(), survivors
+        self._kept, self._survivors = {}, survivors
         try:
             yield
         finally:
-            self._kept, self._filled, self._survivors = None, set(), None
+            self._kept, self._survivors = None, None
 
     @torch.no_grad()
     def zero_pruned(self, model: nn.Module, masks: Mapping[str, Tensor], dropped: Mapping[str, Tensor]) -> None:
         """Inside a session: zero the pruned weights' stand-ins, not the model's weights."""
-        if self._kept is None or not self._filled:
+        if not self._kept:  # no session, or nothing scored in it yet
             super().zero_pruned(model, masks, dropped)
             return
         for n, m in masks.items():
@@ -68,21 +67,18 @@ class SynFlow(Pruner):
             tensors = [(n, p, n.endswith("bias"), True) for n, p in model.named_parameters()]
             tensors += [(n, b, n.endswith("running_mean"), False) for n, b in model.named_buffers() if b.is_floating_point()]
             for n, t, zero, absolute in tensors:
-                buf = kept.get(n)
-                if buf is None or buf.shape != t.shape or buf.device != t.device:
-                    buf = kept[n] = torch.empty_like(t, dtype=torch.float64, requires_grad=n in prunable)
-                    self._filled.discard(n)
-                if n in self._filled:  # a prunable weight inside a session: kept up to date by zero_pruned
-                    pass
-                elif zero:
+                buf = flow[n] = kept.get(n)  # a session's buffer from an earlier step
+                if buf is not None and buf.shape == t.shape and buf.device == t.device:
+                    if n in prunable:
+                        continue  # kept up to date by zero_pruned
+                else:
+                    buf = flow[n] = kept[n] = torch.empty_like(t, dtype=torch.float64, requires_grad=n in prunable)
+                if zero:
                     buf.zero_()
                 elif absolute:
                     buf.copy_(t).abs_()
                 else:
                     buf.copy_(t)
-                if self._kept is not None and n in prunable:
-                    self._filled.add(n)
-                flow[n] = buf
         return flow
 
     def scores(self, model: nn.Module, batches: Iterable[Any] | None = None) -> dict[str, Tensor]:
