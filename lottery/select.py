@@ -85,6 +85,27 @@ def top_k_mask(values: Tensor, k: int) -> Tensor:
     return _Candidates([values], None).top_k(k)[0]  # not compacted: the flags are the mask
 
 
+def flat_nonzero(flags: Tensor) -> Tensor:
+    """Ascending positions of the True entries of a 1-D bool tensor; ~3x faster than `nonzero` on CPU when few are True.
+
+    `nonzero` on CPU costs about 1 ns per entry however few are set (a bracket's band on VGG-16: 15 ms for
+    15M flags, 0.8% set). Read as 64-bit words, eight flags at a time, the scan finds the few non-zero words
+    and only their bytes are scanned flag by flag. When many words hold a flag the plain scan is faster.
+    """
+    n = flags.numel()
+    head = n - n % 8
+    if flags.device.type != "cpu" or head < 1 << 16 or flags.storage_offset() % 8:
+        return flags.nonzero().squeeze(1)
+    words = flags[:head].view(torch.int64).nonzero().squeeze(1)
+    if words.numel() * 4 > head // 8:  # a quarter of the words hold a flag: the plain scan wins
+        return flags.nonzero().squeeze(1)
+    hits = flags[:head].view(-1, 8).index_select(0, words).nonzero()  # (word row, byte), row-major: ascending
+    positions = words[hits[:, 0]] * 8 + hits[:, 1]
+    if head < n:
+        positions = torch.cat([positions, flags[head:].nonzero().squeeze(1) + head])
+    return positions
+
+
 SAMPLE = 100_000  # entries sampled to bracket the k-th value of a large pool
 COMPACT_BELOW = 0.2  # a part whose survivors are rarer than this is gathered into a compact array
 
@@ -197,7 +218,7 @@ class _Candidates:
                     above &= self.masks[i]
                     inside &= self.masks[i]
                 above_flags.append(above)
-                positions.append(inside.nonzero().squeeze(1))
+                positions.append(flat_nonzero(inside))
             values = [v.index_select(0, p) for v, p in zip(self.values, positions)]
             band = torch.cat(values)
             if bool(torch.isnan(band).any()):  # every competing NaN is in the band: no separate pass

@@ -144,6 +144,17 @@ def test_kth_largest_on_large_inputs_is_exact(dist):
         assert int(keep.sum()) == k and v[keep].min() >= v[~keep].max()
 
 
+@pytest.mark.parametrize("n", [70_001, 1 << 17, 1_000_003])
+@pytest.mark.parametrize("density", [0.0, 0.002, 0.05, 0.6])
+def test_flat_nonzero_equals_nonzero(n, density):
+    g = torch.Generator().manual_seed(n)
+    flags = torch.rand(n, generator=g) < density
+    flags[-1] = True  # the tail past the last full 8-byte word
+    flags[n // 3: n // 3 + 5000] = True  # a dense cluster among sparse flags
+    for f in (flags, flags[8:], flags[3:]):  # views: aligned and unaligned storage offsets
+        assert torch.equal(sel.flat_nonzero(f), f.nonzero().squeeze(1))
+
+
 def reference_select(scores, masks, k, revive):
     """Selection by a full stable sort: highest scores first, ties to the lower index of the concatenation."""
     flat = torch.cat([scores[n].reshape(-1).double() for n in scores])
