@@ -20,6 +20,7 @@ from torch import Tensor
 from lottery.integrations import wandb as wandb_integration
 from lottery.io import atomic_write_text
 from lottery.loop import Plan, check_fraction, seeded
+from lottery.select import check_fractions
 from lottery.masking import Masker, preserves_zeros
 from lottery.pruning import Pruner, get
 from lottery.pruning.inverted import Inverted
@@ -36,6 +37,20 @@ _UNUSED_BATCH_HOOKS = (
     "on_validation_batch_start", "on_validation_batch_end", "on_test_batch_start", "on_test_batch_end",
     "on_predict_batch_start", "on_predict_batch_end",
 )
+
+
+def _named_init(module: pl.LightningModule) -> str | None:
+    """The module's `init` hyperparameter when it names one of lottery's initializers (reinit draws from it)."""
+    from lottery.models.init import INITIALIZERS
+
+    init = getattr(module, "hparams", {}).get("init")
+    if init is None:
+        return None
+    if isinstance(init, str) and init in INITIALIZERS:
+        return init
+    rank_zero_warn(f"LotteryTicket(sanity='reinit'): the module's init={init!r} is not one of lottery's initializers "
+                   f"{sorted(INITIALIZERS)}; the reinitialized ticket draws from each layer's reset_parameters().")
+    return None
 
 
 class LotteryTicket(Callback):
@@ -67,8 +82,10 @@ class LotteryTicket(Callback):
         invert: prune the highest scores instead of the lowest (the inversion sanity check).
         ticket: with ``epochs_per_round=0``, train this ticket (a path or a Ticket) instead of pruning: its
             masks, and its rewind weights where it has them, are loaded before the first step.
-        sanity: transform `ticket` first: ``"shuffle"`` (same per-layer densities, random positions) or
-            ``"reinit"`` (same masks, fresh initial weights), seeded by `seed`.
+        sanity: transform `ticket` first: ``"shuffle"`` (same per-layer densities, random positions; the
+            shuffled survivors start from the module's own values, the ticket's other values are loaded) or
+            ``"reinit"`` (same masks, fresh initial weights: each layer's ``reset_parameters()``, then the
+            module's ``init`` hyperparameter when it names one of ``lottery.models.INITIALIZERS``), seeded by `seed`.
         remask_after_step: also zero pruned weights after every optimizer step. Gradients of pruned
             weights are always zeroed before the step; for SGD, Adam, AdamW, RMSprop and Adagrad that
             alone keeps them exactly zero (zero gradient and zero state give a zero update, weight decay
@@ -124,8 +141,7 @@ class LotteryTicket(Callback):
             raise ValueError("pass either prune_fraction (removed per round) or density (final fraction kept), not both")
         check_fraction("prune_fraction", prune_fraction)
         check_fraction("density", density)
-        for pattern, value in (fractions or {}).items():
-            check_fraction(f"fractions[{pattern!r}]", value)
+        check_fractions(fractions)
         if scope not in ("global", "layerwise"):
             raise ValueError(f"scope={scope!r} is not allowed; use 'global' or 'layerwise'")
         if optimizer_state not in OPTIMIZER_STATES:
@@ -269,7 +285,7 @@ class LotteryTicket(Callback):
         if self.sanity == "shuffle":
             ticket = sanity.shuffle(ticket, self._base_seed)
         elif self.sanity == "reinit":
-            ticket = sanity.reinitialize(ticket, pl_module, self._base_seed)
+            ticket = sanity.reinitialize(ticket, pl_module, self._base_seed, init=_named_init(pl_module))
         if ticket.weights:
             ticket.rewind(pl_module)
         ticket.apply(pl_module)  # also checks that the masks fit this model
@@ -288,7 +304,7 @@ class LotteryTicket(Callback):
         if self.ticket is not None:
             return self._load_ticket(trainer, pl_module)
         self._snapshot = {"model": {k: v.detach().clone() for k, v in pl_module.state_dict().items()}}
-        batches = trainer.train_dataloader if self.pruner.needs_data else None
+        batches = trainer.train_dataloader  # data-driven pruners score on it; SynFlow may read its input shape there
         packed = None
         if trainer.is_global_zero:
             masks = self._plan.prune_steps(pl_module, self.pruner, self.rounds, batches, seed=self._base_seed)
@@ -387,8 +403,10 @@ class LotteryTicket(Callback):
         new_round = self._round + 1
         packed = None
         if trainer.is_global_zero:
+            # data-driven pruners score on the first batches of the train loader; SynFlow reads its input shape there
+            # when the module has no example_input_array
             with seeded(self._base_seed + 1_000_003 * new_round):
-                masks = self._plan.step(pl_module, self.pruner, self._masks, new_round)
+                masks = self._plan.step(pl_module, self.pruner, self._masks, new_round, trainer.train_dataloader)
             packed = {n: pack_bits(m) for n, m in masks.items()}
         self._install_masks(trainer, pl_module, packed)
         self._round = new_round

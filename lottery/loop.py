@@ -14,24 +14,28 @@ from lottery.pruning import Pruner, get
 from lottery.pruning.batches import take
 from lottery.pruning.inverted import Inverted
 from lottery.schedule import per_round_fraction
+from lottery.select import check_fraction
 from lottery.ticket import Ticket
+
+
+def _cuda_devices() -> list[int]:
+    """The CUDA devices whose generators `torch.manual_seed` reseeds (none before CUDA is initialized)."""
+    return list(range(torch.cuda.device_count())) if torch.cuda.is_available() and torch.cuda.is_initialized() else []
 
 
 @contextmanager
 def seeded(seed: int | None) -> Iterator[None]:
-    """Run with torch's CPU generator seeded by `seed`, leaving the global generator as it was."""
+    """Run with torch's generators seeded by `seed`, leaving every global generator (CPU and CUDA) as it was."""
     if seed is None:  # the caller's own generator state decides
         yield
         return
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed % (2**63))
+    devices = _cuda_devices()
+    with torch.random.fork_rng(devices=devices):
+        if devices:  # CUDA generators too (dropout on a GPU while scoring); fork_rng restores them
+            torch.manual_seed(seed % (2**63))
+        else:  # torch.manual_seed would queue a CUDA seeding that lands at CUDA's first use, after the fork
+            torch.default_generator.manual_seed(seed % (2**63))
         yield
-
-
-def check_fraction(name: str, value: float | None) -> None:
-    """Raise unless `value` is None or strictly between 0 and 1."""
-    if value is not None and not (isinstance(value, (int, float)) and 0.0 < float(value) < 1.0):
-        raise ValueError(f"{name} must be strictly between 0 and 1, got {value!r}")
 
 
 class Plan:
@@ -50,7 +54,7 @@ class Plan:
         params = dict(model.named_parameters())
         self.names = sel.prunable(model, tuple(exclude))
         self.sizes = {n: params[n].numel() for n in self.names}
-        self.fractions = sel.layer_fractions(self.names, prune_fraction, fractions)
+        self.fractions = sel.layer_fractions(self.names, fractions)  # the layers pruned on their own
         self.prune_fraction = prune_fraction
         self.scope = scope
 
@@ -63,8 +67,12 @@ class Plan:
                     seed: int | None = None) -> dict[str, Tensor]:
         """Masks after `rounds` scoring steps from dense with no training between them; `model` is left as it was."""
         masks = self.dense_masks(model)
-        if pruner.needs_data:  # drawn once: every step scores on the same examples
-            batches = take(batches, getattr(pruner, "batches", 1), getattr(pruner, "per_class", None))
+        # Iterative SNIP and FORCE average over batches drawn anew at every step (de Jorge et al.'s code iterates
+        # the train loader at each one); a one-pass iterator, and the other pruners, score on batches drawn once
+        fresh = pruner.fresh_batches and not isinstance(batches, Iterator)
+        if pruner.needs_data and not fresh:
+            with seeded(seed):  # a shuffling loader draws its order from the seeded generator
+                batches = take(batches, getattr(pruner, "batches", 1), getattr(pruner, "per_class", None))
         # FORCE scores all weights at the masked point itself; the others score the masked network, whose
         # pruned weights are zeroed step by step (masks only shrink) and restored once at the end
         params = dict(model.named_parameters())

@@ -10,6 +10,7 @@ import copy
 import torch
 from torch import nn
 
+from lottery.loop import seeded
 from lottery.models.init import initialize
 from lottery.pruning import Pruner
 from lottery.pruning.inverted import Inverted
@@ -17,25 +18,32 @@ from lottery.ticket import Ticket
 
 
 def shuffle(ticket: Ticket, seed: int) -> Ticket:
-    """The same per-layer densities at random positions (each layer's mask permuted); rewind weights kept."""
+    """The same per-layer densities at random positions (each layer's mask permuted).
+
+    The ticket's values of masked parameters are dropped: they are the old survivors' values (a saved ticket
+    holds nothing else), so kept they would start most new survivors at exactly zero. The shuffled survivors
+    start from the model's own values instead (its initialization, when the run starts from the same seed,
+    as in Frankle et al. 2021); the ticket's other values (biases, batch norm) are kept.
+    """
     gen = torch.Generator().manual_seed(seed)
     masks = {}
     for name, mask in ticket.masks.items():
         flat = mask.reshape(-1).cpu()
         masks[name] = flat[torch.randperm(flat.numel(), generator=gen)].view(mask.shape)
     meta = {**ticket.metadata, "sanity": "shuffled", "sanity_seed": seed}
-    return Ticket(masks, dict(ticket.weights), meta)
+    weights = {n: v for n, v in ticket.weights.items() if n not in masks}
+    return Ticket(masks, weights, meta)
 
 
 def reinitialize(ticket: Ticket, model: nn.Module, seed: int, init: str | None = None) -> Ticket:
     """The same masks with freshly drawn initial weights (every parameter and buffer of `model` re-initialized).
 
     Each module's own `reset_parameters` is used (PyTorch's defaults), then `init` (a name from
-    `lottery.models.INITIALIZERS`) if given; `model` itself is not changed.
+    `lottery.models.INITIALIZERS`) if given; `model` itself is not changed. The draw happens on a CPU copy,
+    so a seed gives the same weights whichever device `model` is on.
     """
-    fresh = copy.deepcopy(model)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    fresh = copy.deepcopy(model).to("cpu")
+    with seeded(seed):
         for module in fresh.modules():
             if hasattr(module, "reset_parameters") and module is not fresh:
                 module.reset_parameters()

@@ -50,26 +50,44 @@ def prunable(model: nn.Module, exclude: Iterable[str] = ()) -> list[str]:
     return kept
 
 
-def layer_fractions(names: Sequence[str], default: float, fractions: Mapping[str, float] | None) -> dict[str, float]:
-    """Per-round prune fraction of each name: the first matching pattern of `fractions`, else `default`."""
+def check_fraction(name: str, value: float | None) -> None:
+    """Raise unless `value` is None or strictly between 0 and 1."""
+    if value is not None and not (isinstance(value, (int, float)) and 0.0 < float(value) < 1.0):
+        raise ValueError(f"{name} must be strictly between 0 and 1, got {value!r}")
+
+
+def check_fractions(fractions: Mapping[str, float] | None) -> None:
+    """Raise unless every per-pattern fraction is strictly between 0 and 1."""
+    for pattern, value in (fractions or {}).items():
+        check_fraction(f"fractions[{pattern!r}]", value)
+
+
+def layer_fractions(names: Sequence[str], fractions: Mapping[str, float] | None) -> dict[str, float]:
+    """Per-round prune fraction of each name some pattern of `fractions` matches (the first that does)."""
+    check_fractions(fractions)
     matched = match_patterns(fractions or {}, names, "fractions")
     out = {}
     for n in names:
-        out[n] = next((float(fractions[p]) for p, hits in matched.items() if n in hits), default)
+        hit = next((p for p, hits in matched.items() if n in hits), None)
+        if hit is not None:
+            out[n] = float(fractions[hit])
     return out
 
 
 def groups(
     sizes: Mapping[str, int], round: int, default: float, fractions: Mapping[str, float], scope: str
 ) -> list[Group]:
-    """Selection groups after `round` rounds: one per layer (layerwise or overridden), else one global pool."""
+    """Selection groups after `round` rounds: one per layer (layerwise, or named in `fractions`), else one global pool.
+
+    A layer named in `fractions` is pruned on its own at its fraction, even when that equals `default`.
+    """
     if scope not in SCOPES:
         raise ValueError(f"scope={scope!r} is not allowed; use one of {SCOPES}")
     out: list[Group] = []
-    pool = [n for n in sizes if scope == "global" and fractions[n] == default]
+    pool = [n for n in sizes if scope == "global" and n not in fractions]
     for n in sizes:
         if n not in pool:
-            out.append(((n,), kept_count(sizes[n], fractions[n], round)))
+            out.append(((n,), kept_count(sizes[n], fractions.get(n, default), round)))
     if pool:
         out.append((tuple(pool), kept_count(sum(sizes[n] for n in pool), default, round)))
     return out

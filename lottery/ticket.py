@@ -161,11 +161,20 @@ class Ticket:
             ) from None
         if header_text is None:
             raise TicketFormatError(f"{source} is a safetensors file but not a lottery ticket (no 'lottery' metadata).")
-        header = json.loads(header_text)
+        try:
+            header = json.loads(header_text)
+            if not isinstance(header, dict):
+                raise ValueError(f"the header is a {type(header).__name__}, not an object")
+        except ValueError as err:
+            raise TicketFormatError(f"{source} has an unreadable 'lottery' header ({err}); write the ticket again.") from None
         if header.get("format") != FORMAT or int(header.get("version", 0)) > VERSION:
             raise TicketFormatError(f"{source} has format {header.get('format')!r} v{header.get('version')}; "
                                     f"this lottery reads {FORMAT!r} up to v{VERSION}.")
-        return cls.unpack(tensors, header)
+        try:
+            return cls.unpack(tensors, header)
+        except (KeyError, ValueError, RuntimeError, TypeError) as err:  # tensors missing or not matching the header
+            raise TicketFormatError(f"{source} is inconsistent: its header and tensors do not match "
+                                    f"({type(err).__name__}: {err}); write the ticket again.") from None
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the ticket to `path` (safetensors) atomically."""

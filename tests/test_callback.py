@@ -221,3 +221,14 @@ def test_pruned_weights_stay_zero_under_each_optimizer(tmp_path, opt):
         for _, _, w in module.trace[start + 1 : start + 2 * S]:
             for key, m in masks.items():
                 assert torch.equal(w[key[4:]][~m], torch.zeros(int((~m).sum())))
+
+
+@pytest.mark.parametrize("pruner", ["snip", "synflow"])
+def test_imp_rounds_with_a_pruner_that_reads_the_train_data(tmp_path, pruner):
+    # SNIP scores on labelled batches; SynFlow reads its input shape there (Module has no example_input_array)
+    module, cb, t = fit(tmp_path, rounds=2, scheduler=None, pruner=pruner)
+    assert [tk.round for tk in cb.tickets] == [0, 1, 2]
+    total = 640 + 512 + 64
+    for r, tk in enumerate(cb.tickets):
+        assert abs(tk.density * total - total * 0.8 ** r) <= 1
+    assert cb.tickets[2].metadata["pruner"] == pruner

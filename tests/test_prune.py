@@ -64,3 +64,83 @@ def test_prune_argument_errors():
         prune(model, density=0.0)
     with pytest.raises(ValueError, match="rounds must be a positive integer"):
         prune(model, density=0.5, rounds=0)
+
+
+def test_inverted_pruner_scores_on_its_inner_pruner_batches():
+    from lottery.pruning.inverted import Inverted
+
+    torch.manual_seed(0)
+    model = MLP()
+    seen = []
+    g = torch.Generator().manual_seed(0)
+    batches = [(torch.randn(5, 20, generator=g), torch.randint(0, 4, (5,), generator=g)) for _ in range(4)]
+    snip = get("snip", batches=3)
+    original = snip.scores
+
+    def counting(net, data=None):
+        seen.append(sum(len(y) for _, y in data))
+        return original(net, data)
+
+    snip.scores = counting
+    inverted = Inverted(snip)
+    assert inverted.batches == 3 and inverted.per_class is None
+    prune(model, inverted, density=0.5, batches=batches)
+    plain = prune(model, snip, density=0.5, batches=batches)
+    assert seen == [15, 15]  # three batches of five each time, inverted or not
+    flipped = prune(model, snip, density=0.5, batches=batches, invert=True)
+    assert seen[-1] == 15 and not torch.equal(flipped.masks["fc1.weight"], plain.masks["fc1.weight"])
+
+
+def test_fractions_name_their_own_group_and_are_checked_in_prune():
+    torch.manual_seed(0)
+    model = MLP()
+    # fc3 at the default fraction but named: pruned on its own to exactly (1 - p) of its weights
+    ticket = prune(model, "magnitude", prune_fraction=0.2, rounds=2, fractions={"fc3.weight": 0.2})
+    assert int(ticket.masks["fc3.weight"].sum()) == round(64 * 0.8 ** 2)
+    pooled = prune(model, "magnitude", prune_fraction=0.2, rounds=2)
+    assert int(pooled.masks["fc3.weight"].sum()) != round(64 * 0.8 ** 2)  # in the pool it is not held to its own rate
+    for bad in (1.5, 1.0, 0.0, "0.2"):
+        with pytest.raises(ValueError, match=r"fractions\['fc3.weight'\] must be strictly between 0 and 1"):
+            prune(model, "magnitude", density=0.5, fractions={"fc3.weight": bad})
+
+
+def test_seeded_leaves_cuda_generators_alone_when_cuda_is_unused(monkeypatch):
+    from lottery.loop import seeded
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        pytest.skip("CUDA is in use in this process: seeded seeds and restores its generators")
+    calls = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: calls.append(seed))
+    before = torch.get_rng_state()
+    with seeded(7):
+        a = torch.rand(3)
+    with seeded(7):
+        assert torch.equal(torch.rand(3), a)
+    assert torch.equal(torch.get_rng_state(), before) and calls == []  # no CUDA seeding queued for later
+
+
+def test_iterative_snip_and_force_draw_fresh_batches_at_every_step():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(64, 20, generator=g), torch.randint(0, 4, (64,), generator=g))
+
+    class Counting(DataLoader):
+        passes = 0
+
+        def __iter__(self):
+            type(self).passes += 1
+            return super().__iter__()
+
+    torch.manual_seed(0)
+    model = MLP()
+    for name in ("iter_snip", "force", "snip"):
+        Counting.passes = 0
+        loader = Counting(data, batch_size=8, shuffle=True)
+        a = prune(model, name, density=0.3, rounds=5, batches=loader, seed=2)
+        assert Counting.passes == (5 if name != "snip" else 1), name  # one draw per step, or one for all
+        b = prune(model, name, density=0.3, rounds=5, batches=loader, seed=2)
+        assert all(torch.equal(a.masks[n], b.masks[n]) for n in a.masks)  # fresh, yet reproducible with a seed
+    Counting.passes = 0
+    prune(model, "iter_snip", density=0.3, rounds=5, batches=iter(Counting(data, batch_size=8)), seed=2)
+    assert Counting.passes == 1  # a one-pass iterator is drawn from once

@@ -31,6 +31,35 @@ def test_reinitialize_keeps_masks_and_changes_weights():
     assert not torch.equal(other.weights["conv.weight"], fresh.weights["conv.weight"])
 
 
+def test_shuffled_saved_ticket_keeps_no_old_survivor_values(tmp_path):
+    torch.manual_seed(0)
+    model = SmallCNN()
+    ticket = prune(model, "magnitude", density=0.1)
+    loaded = type(ticket).load(ticket.save(tmp_path / "t.safetensors"))  # zeros wherever the mask is False
+    shuffled = shuffle(loaded, seed=1)
+    assert set(shuffled.weights) == set(loaded.weights) - set(loaded.masks)
+    target = SmallCNN()
+    shuffled.rewind(target)
+    for n, m in shuffled.masks.items():
+        assert bool((dict(target.named_parameters())[n][m] != 0).all())
+
+
+def test_reinit_in_the_callback_uses_the_module_initializer():
+    from lottery.callback import _named_init
+    from lottery.module import ClassificationModule
+
+    module = ClassificationModule(arch="lenet300", init="glorot_normal")
+    assert _named_init(module) == "glorot_normal"
+    ticket = prune(module, "magnitude", density=0.2)
+    fresh = reinitialize(ticket, module, seed=0, init=_named_init(module))
+    default = reinitialize(ticket, module, seed=0)
+    for n in ticket.masks:  # glorot normal: std sqrt(2 / (fan_in + fan_out)); PyTorch's default is ~half of it
+        fan_out, fan_in = fresh.weights[n].shape
+        expected = (2.0 / (fan_in + fan_out)) ** 0.5
+        assert abs(float(fresh.weights[n].std()) / expected - 1) < 0.15
+        assert float(default.weights[n].std()) < 0.75 * expected
+
+
 def test_inversion_picks_the_complement_ranking():
     torch.manual_seed(0)
     model = MLP()
@@ -60,6 +89,7 @@ def _train_ticket(tmp_path, ticket, sanity=None, seed=3):
 
 def test_training_a_given_ticket_and_its_sanity_variants(tmp_path):
     import pytest
+    import pytorch_lightning as pl
 
     from helpers import Module
     from lottery import LotteryTicket
@@ -75,10 +105,16 @@ def test_training_a_given_ticket_and_its_sanity_variants(tmp_path):
         assert torch.equal(first[key[4:]], ticket.weights[key] * m)
     assert cb.tickets[0].metadata["pruner"] == "magnitude" and cb.tickets[0].round == 1
 
+    pl.seed_everything(1)
+    own = Module(scheduler=None).state_dict()  # what _train_ticket's module starts from
     module, cb = _train_ticket(tmp_path / "shuffled", str(path), "shuffle")
+    first = module.trace[0][2]
     for key, m in ticket.masks.items():
         trained = cb.tickets[0].masks[key]
         assert int(trained.sum()) == int(m.sum()) and not torch.equal(trained, m)
+        # the shuffled survivors start from the module's own values (none stuck at the old zeros), the rest at 0
+        assert torch.equal(first[key[4:]], own[key] * trained) and bool((first[key[4:]][trained] != 0).all())
+    assert torch.equal(first["fc1.bias"], ticket.weights["net.fc1.bias"])  # the ticket's other values are loaded
     assert cb.tickets[0].metadata["pruner"] == "magnitude+shuffle"
 
     module, cb = _train_ticket(tmp_path / "reinit", str(path), "reinit")

@@ -90,3 +90,23 @@ def test_apply_to_the_wrong_model_says_so():
     _, ticket = make_ticket()
     with pytest.raises(KeyError, match="another one"):
         ticket.apply(torch.nn.Linear(3, 3))
+
+
+def test_inconsistent_files_raise_ticket_format_errors(tmp_path):
+    import json
+
+    from safetensors.torch import save
+
+    torch.manual_seed(0)
+    ticket = prune(SmallCNN(), "magnitude", density=0.5)
+    tensors, header = ticket.pack()
+    cases = {
+        "bad json": (tensors, "{not json"),
+        "not an object": (tensors, "[1, 2]"),
+        "missing tensor": ({k: v for i, (k, v) in enumerate(tensors.items()) if i}, json.dumps(header)),
+        "wrong survivor count": ({k: (v[:-1] if v.dim() == 1 and v.is_floating_point() else v) for k, v in tensors.items()},
+                                 json.dumps(header)),
+    }
+    for name, (ts, text) in cases.items():
+        with pytest.raises(TicketFormatError, match="unreadable 'lottery' header|inconsistent"):
+            Ticket.from_bytes(save(ts, metadata={"lottery": text}), source=name)

@@ -27,6 +27,7 @@ class Pruner:
     needs_data: ClassVar[bool] = False  # scores need batches from the data
     revives: ClassVar[bool] = False  # pruned weights compete again at the next selection (FORCE)
     default_rounds: ClassVar[int] = 1  # scoring steps when `prune` is given none
+    fresh_batches: ClassVar[bool] = False  # each step draws its batches anew (iterative data-driven pruners)
 
     def scores(self, model: nn.Module, batches: Iterable[Any] | None = None) -> dict[str, Tensor]:
         """Scores for every prunable weight of `model`, keyed like `named_parameters()`."""

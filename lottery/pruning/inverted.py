@@ -21,6 +21,17 @@ class Inverted(Pruner):
         self.needs_data = self.inner.needs_data
         self.revives = self.inner.revives
         self.default_rounds = self.inner.default_rounds
+        self.fresh_batches = self.inner.fresh_batches
+
+    @property
+    def batches(self) -> int:
+        """The inner pruner's number of scoring batches (the loop draws them once for every step)."""
+        return getattr(self.inner, "batches", 1)
+
+    @property
+    def per_class(self) -> int | None:
+        """The inner pruner's examples per class, if it scores on those."""
+        return getattr(self.inner, "per_class", None)
 
     def scores(self, model: nn.Module, batches: Iterable[Any] | None = None) -> dict[str, Tensor]:
         """The inner pruner's scores, negated (never NaN: no division is involved)."""

@@ -46,6 +46,7 @@ class IterativeSNIP(SNIP):
 
     name = "iter_snip"
     default_rounds = 60
+    fresh_batches = True  # as the reference code, every step averages over batches drawn anew
 
 
 class FORCE(SNIP):
@@ -58,6 +59,7 @@ class FORCE(SNIP):
     name = "force"
     default_rounds = 60
     revives = True
+    fresh_batches = True
 
     def scores(self, model: nn.Module, batches: Iterable[Any] | None = None) -> dict[str, Tensor]:
         """|θ₀ ⊙ ∇L(θ₀ ⊙ m)|."""
