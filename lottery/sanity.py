@@ -7,6 +7,7 @@ rewinding does. Every ticket can go through these transforms; the results are or
 from __future__ import annotations
 
 import copy
+import hashlib
 import torch
 from torch import nn
 
@@ -40,10 +41,12 @@ def reinitialize(ticket: Ticket, model: nn.Module, seed: int, init: str | None =
 
     Each module's own `reset_parameters` is used (PyTorch's defaults), then `init` (a name from
     `lottery.models.INITIALIZERS`) if given; `model` itself is not changed. The draw happens on a CPU copy,
-    so a seed gives the same weights whichever device `model` is on.
+    so a seed gives the same weights whichever device `model` is on. The generator is seeded from `seed`
+    through a hash: seeded with `seed` itself it would replay the draws of a model built right after
+    `seed_everything(seed)` (the usual run), and the "reinitialized" ticket would start from its own init.
     """
     fresh = copy.deepcopy(model).to("cpu")
-    with seeded(seed):
+    with seeded(_derived(seed, "reinitialize")):
         for module in fresh.modules():
             if hasattr(module, "reset_parameters") and module is not fresh:
                 module.reset_parameters()
@@ -55,6 +58,11 @@ def reinitialize(ticket: Ticket, model: nn.Module, seed: int, init: str | None =
         raise KeyError(f"ticket masks {missing[:5]} name no parameter of {type(model).__name__}")
     meta = {**ticket.metadata, "sanity": "reinitialized", "sanity_seed": seed}
     return Ticket({n: m.clone() for n, m in ticket.masks.items()}, weights, meta)
+
+
+def _derived(seed: int, purpose: str) -> int:
+    """A seed for `purpose` that no run seeded with `seed` itself draws from."""
+    return int.from_bytes(hashlib.sha256(f"{purpose}:{seed}".encode()).digest()[:8], "little") % (2**63)
 
 
 def invert(pruner: str | Pruner) -> Pruner:

@@ -129,3 +129,15 @@ def test_training_a_given_ticket_and_its_sanity_variants(tmp_path):
         LotteryTicket(sanity="shuffle", epochs_per_round=0)
     with pytest.raises(FileNotFoundError, match="no ticket"):
         LotteryTicket(ticket=str(tmp_path / "missing.safetensors"), epochs_per_round=0)
+
+
+def test_reinit_never_replays_the_init_of_a_model_built_with_the_same_seed():
+    from lottery.module import ClassificationModule
+
+    torch.manual_seed(3)  # what seed_everything(3) does before the module is built
+    module = ClassificationModule(arch="lenet300", init="glorot_normal")
+    ticket = prune(module, "magnitude", density=0.2)
+    fresh = reinitialize(ticket, module, seed=3, init="glorot_normal")
+    own = module.state_dict()
+    for n, m in ticket.masks.items():
+        assert float((fresh.weights[n][m] == own[n][m]).float().mean()) < 1e-3  # survivors do not start at their old values
