@@ -19,12 +19,12 @@ from torch import Tensor
 
 from lottery.integrations import wandb as wandb_integration
 from lottery.io import atomic_write_text
-from lottery.loop import Plan, check_fraction, seeded
-from lottery.select import check_fractions
+from lottery.loop import Plan, seeded
 from lottery.masking import Masker, preserves_zeros
 from lottery.pruning import Pruner, get
 from lottery.pruning.inverted import Inverted
 from lottery.schedule import RewindPoint, per_round_fraction
+from lottery.select import check_fraction, check_fractions
 from lottery.ticket import Ticket, pack_bits, unpack_bits
 
 OPTIMIZER_STATES = ("restart", "rewind")
@@ -37,20 +37,6 @@ _UNUSED_BATCH_HOOKS = (
     "on_validation_batch_start", "on_validation_batch_end", "on_test_batch_start", "on_test_batch_end",
     "on_predict_batch_start", "on_predict_batch_end",
 )
-
-
-def _named_init(module: pl.LightningModule) -> str | None:
-    """The module's `init` hyperparameter when it names one of lottery's initializers (reinit draws from it)."""
-    from lottery.models.init import INITIALIZERS
-
-    init = getattr(module, "hparams", {}).get("init")
-    if init is None:
-        return None
-    if isinstance(init, str) and init in INITIALIZERS:
-        return init
-    rank_zero_warn(f"LotteryTicket(sanity='reinit'): the module's init={init!r} is not one of lottery's initializers "
-                   f"{sorted(INITIALIZERS)}; the reinitialized ticket draws from each layer's reset_parameters().")
-    return None
 
 
 class LotteryTicket(Callback):
@@ -285,7 +271,7 @@ class LotteryTicket(Callback):
         if self.sanity == "shuffle":
             ticket = sanity.shuffle(ticket, self._base_seed)
         elif self.sanity == "reinit":
-            ticket = sanity.reinitialize(ticket, pl_module, self._base_seed, init=_named_init(pl_module))
+            ticket = sanity.reinitialize(ticket, pl_module, self._base_seed, init=sanity.named_init(pl_module))
         if ticket.weights:
             ticket.rewind(pl_module)
         ticket.apply(pl_module)  # also checks that the masks fit this model
@@ -304,7 +290,9 @@ class LotteryTicket(Callback):
         if self.ticket is not None:
             return self._load_ticket(trainer, pl_module)
         self._snapshot = {"model": {k: v.detach().clone() for k, v in pl_module.state_dict().items()}}
-        batches = trainer.train_dataloader  # data-driven pruners score on it; SynFlow may read its input shape there
+        # data-driven pruners score on the train loader (as in _next_round); SynFlow reads its input shape there
+        # when the module has no example_input_array
+        batches = trainer.train_dataloader
         packed = None
         if trainer.is_global_zero:
             masks = self._plan.prune_steps(pl_module, self.pruner, self.rounds, batches, seed=self._base_seed)
@@ -403,8 +391,6 @@ class LotteryTicket(Callback):
         new_round = self._round + 1
         packed = None
         if trainer.is_global_zero:
-            # data-driven pruners score on the first batches of the train loader; SynFlow reads its input shape there
-            # when the module has no example_input_array
             with seeded(self._base_seed + 1_000_003 * new_round):
                 masks = self._plan.step(pl_module, self.pruner, self._masks, new_round, trainer.train_dataloader)
             packed = {n: pack_bits(m) for n, m in masks.items()}

@@ -38,6 +38,24 @@ def seeded(seed: int | None) -> Iterator[None]:
         yield
 
 
+class _DrawnOnce:
+    """Batches drawn from `batches` at their first use (seeded) and replayed at every later step.
+
+    A loader is iterated at most once per pruning loop, and not at all by a pruner that never reads it
+    (SynFlow only reads one batch's shape, and only without `example_input_array`).
+    """
+
+    def __init__(self, batches: Iterable[Any], pruner: Pruner, seed: int | None) -> None:
+        self.batches, self.pruner, self.seed = batches, pruner, seed
+        self.drawn: list[Any] | None = None
+
+    def __iter__(self) -> Iterator[Any]:
+        if self.drawn is None:
+            with seeded(self.seed):  # a shuffling loader draws its order from the seeded generator
+                self.drawn = take(self.batches, getattr(self.pruner, "batches", 1), getattr(self.pruner, "per_class", None))
+        return iter(self.drawn)
+
+
 class Plan:
     """What to prune in a model: prunable names, their sizes and per-round fractions, the scope."""
 
@@ -70,9 +88,8 @@ class Plan:
         # Iterative SNIP and FORCE average over batches drawn anew at every step (de Jorge et al.'s code iterates
         # the train loader at each one); a one-pass iterator, and the other pruners, score on batches drawn once
         fresh = pruner.fresh_batches and not isinstance(batches, Iterator)
-        if pruner.needs_data and not fresh:
-            with seeded(seed):  # a shuffling loader draws its order from the seeded generator
-                batches = take(batches, getattr(pruner, "batches", 1), getattr(pruner, "per_class", None))
+        if batches is not None and not fresh:
+            batches = _DrawnOnce(batches, pruner, seed)
         # FORCE scores all weights at the masked point itself; the others score the masked network, whose
         # pruned weights are zeroed step by step (masks only shrink) and restored once at the end
         params = dict(model.named_parameters())

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import warnings
+
 import torch
 from torch import nn
 
 from lottery.loop import seeded
-from lottery.models.init import initialize
+from lottery.models.init import INITIALIZERS, initialize
 from lottery.pruning import Pruner
 from lottery.pruning.inverted import Inverted
 from lottery.ticket import Ticket
@@ -58,6 +60,18 @@ def reinitialize(ticket: Ticket, model: nn.Module, seed: int, init: str | None =
         raise KeyError(f"ticket masks {missing[:5]} name no parameter of {type(model).__name__}")
     meta = {**ticket.metadata, "sanity": "reinitialized", "sanity_seed": seed}
     return Ticket({n: m.clone() for n, m in ticket.masks.items()}, weights, meta)
+
+
+def named_init(module: nn.Module) -> str | None:
+    """The module's `init` hyperparameter when it names one of lottery's initializers (reinit draws from it)."""
+    init = getattr(module, "hparams", {}).get("init")
+    if init is None:
+        return None
+    if isinstance(init, str) and init in INITIALIZERS:
+        return init
+    warnings.warn(f"sanity='reinit': the module's init={init!r} is not one of lottery's initializers "
+                  f"{sorted(INITIALIZERS)}; the reinitialized ticket draws from each layer's reset_parameters().")
+    return None
 
 
 def _derived(seed: int, purpose: str) -> int:

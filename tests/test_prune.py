@@ -1,9 +1,25 @@
 import pytest
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 
 from helpers import MLP, SmallCNN
 from lottery import prune
 from lottery.pruning import PRUNERS, Magnitude, Pruner, get
+
+
+class Counting(DataLoader):
+    """A DataLoader that counts how many times it is iterated."""
+
+    passes = 0
+
+    def __iter__(self):
+        type(self).passes += 1
+        return super().__iter__()
+
+
+def labelled(n):
+    g = torch.Generator().manual_seed(0)
+    return TensorDataset(torch.randn(n, 20, generator=g), torch.randint(0, 4, (n,), generator=g))
 
 
 def state(model):
@@ -120,18 +136,7 @@ def test_seeded_leaves_cuda_generators_alone_when_cuda_is_unused(monkeypatch):
 
 
 def test_iterative_snip_and_force_draw_fresh_batches_at_every_step():
-    from torch.utils.data import DataLoader, TensorDataset
-
-    g = torch.Generator().manual_seed(0)
-    data = TensorDataset(torch.randn(64, 20, generator=g), torch.randint(0, 4, (64,), generator=g))
-
-    class Counting(DataLoader):
-        passes = 0
-
-        def __iter__(self):
-            type(self).passes += 1
-            return super().__iter__()
-
+    data = labelled(64)
     torch.manual_seed(0)
     model = MLP()
     for name in ("iter_snip", "force", "snip"):
@@ -144,3 +149,13 @@ def test_iterative_snip_and_force_draw_fresh_batches_at_every_step():
     Counting.passes = 0
     prune(model, "iter_snip", density=0.3, rounds=5, batches=iter(Counting(data, batch_size=8)), seed=2)
     assert Counting.passes == 1  # a one-pass iterator is drawn from once
+
+
+def test_a_loader_is_iterated_once_per_loop_and_only_by_pruners_that_read_it():
+    data = labelled(32)
+    torch.manual_seed(0)
+    model = MLP()  # no example_input_array: SynFlow reads its input shape from one batch
+    for name, passes in (("synflow", 1), ("magnitude", 0), ("snip", 1)):
+        Counting.passes = 0
+        prune(model, name, density=0.3, rounds=5, batches=Counting(data, batch_size=8), seed=1)
+        assert Counting.passes == passes, name

@@ -45,13 +45,13 @@ def test_shuffled_saved_ticket_keeps_no_old_survivor_values(tmp_path):
 
 
 def test_reinit_in_the_callback_uses_the_module_initializer():
-    from lottery.callback import _named_init
+    from lottery.sanity import named_init
     from lottery.module import ClassificationModule
 
     module = ClassificationModule(arch="lenet300", init="glorot_normal")
-    assert _named_init(module) == "glorot_normal"
+    assert named_init(module) == "glorot_normal"
     ticket = prune(module, "magnitude", density=0.2)
-    fresh = reinitialize(ticket, module, seed=0, init=_named_init(module))
+    fresh = reinitialize(ticket, module, seed=0, init=named_init(module))
     default = reinitialize(ticket, module, seed=0)
     for n in ticket.masks:  # glorot normal: std sqrt(2 / (fan_in + fan_out)); PyTorch's default is ~half of it
         fan_out, fan_in = fresh.weights[n].shape
