@@ -10,7 +10,6 @@ starts from an empty folder, so nothing is skipped. The ratio should approach th
 from __future__ import annotations
 
 import argparse
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -46,7 +45,7 @@ def main() -> None:
         start = time.perf_counter()
         results = compare.run(grid(folder, f"w{workers}"), workers=workers)
         wall = time.perf_counter() - start
-        cells = len(list((folder / f"w{workers}" / "cells").iterdir()))
+        cells = len(list((folder / f"w{workers}" / compare.cells.CELLS).iterdir()))
         rates[workers] = cells / wall * 3600
         print(f"{workers} worker(s): {cells} cells in {wall:.1f} s = {rates[workers]:.0f} cells/hour  ({results})")
     print(f"speed-up with {args.workers} workers: {rates[args.workers] / rates[1]:.2f}x (cores: {torch.get_num_threads()})")

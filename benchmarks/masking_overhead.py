@@ -3,7 +3,7 @@
 On a 2-core VM the speed of identical epochs drifts by 10-20% within seconds (even adjacent epochs of one
 process: 40 pairs left the median ratio uncertain by about +-3%), far more than the few per cent being
 measured. So the two conditions alternate step by step inside one `trainer.fit`: a small switch callback,
-first in the list, adds `LotteryTicket(ticket=<20% magnitude ticket>)` to the Trainer's callbacks for one
+first in the list, adds `LotteryTicket(from_ticket=<20% magnitude ticket>)` to the Trainer's callbacks for one
 step and takes it out for the next (the ticket callback masks like a pruned IMP round, which also
 dispatches one batch-start hook for its rewind snapshot, ~5 us). Each step's time runs from its `on_train_batch_start` to the next one's, so it includes every hook,
 the optimizer step and the next batch's loading; the order within a pair alternates by epoch (ABBA). The
@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import lottery
 from lottery import LotteryTicket, Ticket
-from lottery.masking import Masker
+from lottery.sparsity import Masker
 
 # each pair runs two fits: Lightning's per-fit banners, tips and advice would drown the figures
 warnings.filterwarnings("ignore")
@@ -71,7 +71,7 @@ def quiet_trainer(epochs: int, callbacks: list[pl.Callback]) -> pl.Trainer:
 
 def ticket_callback(ticket: Ticket) -> LotteryTicket:
     """LotteryTicket training the given ticket (the per-step masking of a pruned IMP round)."""
-    return LotteryTicket(ticket=ticket, epochs_per_round=0, dirpath="/tmp/lottery-bench")
+    return LotteryTicket(from_ticket=ticket, epochs_per_round=0, dirpath="/tmp/lottery-bench")
 
 
 class Switch(pl.Callback):

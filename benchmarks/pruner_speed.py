@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from lottery import prune
-from lottery.loop import Plan
+from lottery.plan import Plan
 from lottery.models import build
 from lottery.pruning import get
 

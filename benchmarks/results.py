@@ -29,9 +29,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from lottery.compare import Spec, plot, summarize  # noqa: E402
+from lottery.compare.cells import DONE, cell_folder  # noqa: E402
+from lottery.files import atomic_write_text, read_csv  # noqa: E402
+from lottery.layout import RunLayout  # noqa: E402
 from run_all import machine  # noqa: E402
-from lottery.io import atomic_write_text  # noqa: E402
-from lottery.report import read_csv  # noqa: E402
 
 GRID = "configs/compare_lenet300_fashion_results.yaml"
 BASE = "configs/lenet300_fashion_results.yaml"
@@ -62,7 +63,7 @@ def dense_reference(out: Path) -> dict[str, Any]:
     folder = out / "dense_reference"
     wall = lottery("fit", "--config", BASE, "--ticket.rounds", "1", "--ticket.epochs_per_round", "60",
                    "--trainer.max_steps", str(PAPER_ITERATIONS), "--trainer.enable_progress_bar", "false",
-                   "--trainer.default_root_dir", str(folder), "--ticket.dirpath", str(folder / "tickets"),
+                   "--trainer.default_root_dir", str(folder), "--ticket.dirpath", str(RunLayout.under(folder).folder),
                    "--trainer.logger", "pytorch_lightning.loggers.CSVLogger", "--trainer.logger.save_dir", str(folder))
     metrics = sorted(folder.glob("**/metrics.csv"))[-1]
     curve = [{"step": int(r["step"]) + 1, "val_loss": float(r["val_loss"]), "val_acc": float(r["val_acc"]),
@@ -81,7 +82,7 @@ def grid(workers: int) -> dict[str, Any]:
     cells: dict[str, tuple[str, float, float]] = {}  # key: experiment, wall seconds, finish time
     for r in rows:
         r["seed"] = int(r["seed"])
-        finished = (out / "cells" / r["cell"] / "done.json").stat().st_mtime
+        finished = (cell_folder(out, r["cell"]) / DONE).stat().st_mtime
         cells[r["cell"]] = (r["experiment"], float(r["wall_time_s"]), finished)
     # From the first cell's start to the last cell's end, across resumed invocations (as trained, not as re-read).
     elapsed = max(m for _, _, m in cells.values()) - min(m - w for _, w, m in cells.values())

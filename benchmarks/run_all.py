@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lottery.io import atomic_write_text  # noqa: E402
+from lottery.files import atomic_write_text  # noqa: E402
 
 
 LOTTERY = ["-c", "from lottery.cli import main; main()"]  # the `lottery` command, run by this Python

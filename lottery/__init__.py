@@ -1,7 +1,7 @@
 """lottery: lottery-ticket research on PyTorch Lightning."""
 
 from lottery.callback import LotteryTicket
-from lottery.loop import prune
+from lottery.plan import prune
 from lottery.nvml import skip_nvml_probe_without_gpu
 from lottery.ticket import Ticket, TicketFormatError
 

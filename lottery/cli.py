@@ -1,27 +1,15 @@
-"""The `lottery` command: LightningCLI with the LotteryTicket callback as the `ticket` group."""
+"""The `lottery` command: the `fit` experiment (lottery.experiment) and the tools inspect, report, stability, compare.
+
+The top floor: nothing in lottery/ imports this module.
+"""
 
 from __future__ import annotations
 
-import os
 import sys
-from typing import Any
 
-from pytorch_lightning.cli import LightningCLI
+from lottery.experiment import LotteryCLI, build_cli
 
-from lottery.callback import LotteryTicket
-from lottery.data import VisionDataModule
-from lottery.module import ClassificationModule
-
-
-class LotteryCLI(LightningCLI):
-    """`lottery fit --config configs/NAME.yaml [--ticket.rounds 2] [--print_config]`."""
-
-    def add_arguments_to_parser(self, parser: Any) -> None:
-        parser.add_lightning_class_args(LotteryTicket, "ticket")
-        # the data decide the model's input and output sizes
-        parser.link_arguments("data", "model.num_classes", compute_fn=lambda d: d.num_classes, apply_on="instantiate")
-        parser.link_arguments("data", "model.input_shape", compute_fn=lambda d: d.image_shape, apply_on="instantiate")
-
+__all__ = ["TOOLS", "LotteryCLI", "main"]
 
 TOOLS = {
     "inspect": "lottery inspect TICKET [TICKET2 ...]: per-layer density, metadata and mask overlap (Jaccard)",
@@ -32,7 +20,7 @@ TOOLS = {
 
 
 def _tool(argv: list[str]) -> None:
-    """The subcommands that do not train: inspect and report."""
+    """The subcommands beside `fit`: inspect, report, stability and compare."""
     import argparse
 
     from lottery import report as rep
@@ -73,15 +61,7 @@ def main(args: list[str] | None = None) -> None:
         return _tool(argv)
     if not argv or argv[0] in ("-h", "--help"):
         print("Subcommands that do not train:\n" + "\n".join(f"  {line}" for line in TOOLS.values()) + "\n")
-    # a progress bar redrawn every step costs more than a LeNet step; every 20 steps looks the same
-    os.environ.setdefault("TQDM_MINITERS", "20")
-    LotteryCLI(
-        ClassificationModule,
-        VisionDataModule,
-        subclass_mode_data=True,
-        save_config_kwargs={"overwrite": True},
-        args=args,
-    )
+    build_cli(args)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from lottery.callback import round_epochs
 from lottery.models import build
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -128,10 +129,7 @@ class ClassificationModule(pl.LightningModule):
 
     # -- optimization ---------------------------------------------------------------------------------
     def _round_epochs(self) -> int:
-        for cb in self.trainer.callbacks:
-            if hasattr(cb, "epochs_per_round") and getattr(cb, "epochs_per_round", 0) > 0:
-                return int(cb.epochs_per_round)
-        return max(1, int(self.trainer.max_epochs or 1))
+        return round_epochs(self.trainer) or max(1, int(self.trainer.max_epochs or 1))
 
     def lr_factor(self, step: int, steps_per_epoch: int, round_steps: int) -> float:
         """Multiplier of `lr` at optimizer step `step` of a round."""

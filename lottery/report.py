@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from lottery.io import atomic_write_text
+from lottery.files import atomic_write_text
+from lottery.layout import RunLayout
+from lottery.plots import density_axis, pyplot
 from lottery.ticket import Ticket
 
 
@@ -67,38 +67,20 @@ def inspect(paths: Sequence[str | Path]) -> str:
     return "\n".join(parts)
 
 
-def tickets_folder(run_dir: str | Path) -> Path:
-    """The folder holding a run's rounds.csv and tickets (the run folder itself or the latest below it)."""
-    found = sorted(Path(run_dir).glob("**/rounds.csv"))
-    if not found:
-        raise FileNotFoundError(f"no rounds.csv under {run_dir}; point at a run's folder (it holds tickets/rounds.csv)")
-    return found[-1].parent
-
-
-def read_csv(path: str | Path) -> list[dict[str, str]]:
-    """The rows of a CSV file as dicts."""
-    with open(path) as f:
-        return list(csv.DictReader(f))
-
-
 def read_rounds(run_dir: str | Path) -> list[dict[str, str]]:
     """Rows of the rounds.csv of a run folder (the tickets folder or any folder above it)."""
-    return read_csv(tickets_folder(run_dir) / "rounds.csv")
+    return RunLayout.find(run_dir).read_rounds()
 
 
 def report(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]:
     """Write accuracy_vs_density.png, layer_density.png and report.md for a run; return their paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     run_dir = Path(run_dir)
-    folder = tickets_folder(run_dir)
-    rows = read_csv(folder / "rounds.csv")
-    out = Path(out_dir) if out_dir is not None else folder
+    layout = RunLayout.find(run_dir)
+    rows = layout.read_rounds()
+    out = Path(out_dir) if out_dir is not None else layout.folder
     out.mkdir(parents=True, exist_ok=True)
-    tickets = [Ticket.load(p) for p in sorted(folder.glob("round_*.safetensors"))]
+    tickets = [Ticket.load(p) for p in layout.tickets()]
     density = [float(r["density"]) for r in rows]
     written = []
 
@@ -138,22 +120,6 @@ def report(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]
     lines += ["", "![accuracy against density](accuracy_vs_density.png)", "", "![per-layer density](layer_density.png)", ""]
     written.append(atomic_write_text(out / "report.md", "\n".join(lines)))
     return written
-
-
-def density_axis(ax: Any) -> None:
-    """A log x axis of weights remaining (%), densest on the left, labelled with plain numbers."""
-    import matplotlib.ticker
-
-    ax.set_xscale("log")
-    plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
-    # minor labels at 2, 3 and 5 times a power of ten only: the rest would run into each other
-    sparse = matplotlib.ticker.FuncFormatter(
-        lambda v, _: f"{v:g}" if v > 0 and round(v / 10 ** math.floor(math.log10(v))) in (2, 3, 5) else "")
-    ax.xaxis.set_major_formatter(plain)
-    ax.xaxis.set_minor_formatter(sparse)
-    ax.tick_params(axis="x", which="minor", labelsize=7)
-    ax.invert_xaxis()
-    ax.set_xlabel("weights remaining (%)")
 
 
 def _fmt(value: str, integer: bool) -> str:

@@ -1,19 +1,21 @@
 """Sanity checks of Frankle et al. (ICLR 2021): shuffle a ticket within layers, reinitialize it, invert a pruner.
 
 A method that only chooses good per-layer densities loses nothing under `shuffle` or `reinitialize`; IMP with
-rewinding does. Every ticket can go through these transforms; the results are ordinary Tickets.
+rewinding does. Every ticket can go through these transforms; the results are ordinary Tickets. The ticket
+transforms are registered by name in `VARIANTS` (the callback's ``sanity=`` and the comparison grid's
+experiment kinds read it): a new sanity variant is one registered function here.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import warnings
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from lottery.loop import seeded
+from lottery.rng import derived_seed, seeded
 from lottery.models.init import INITIALIZERS, initialize
 from lottery.pruning import Pruner
 from lottery.pruning.inverted import Inverted
@@ -48,7 +50,7 @@ def reinitialize(ticket: Ticket, model: nn.Module, seed: int, init: str | None =
     `seed_everything(seed)` (the usual run), and the "reinitialized" ticket would start from its own init.
     """
     fresh = copy.deepcopy(model).to("cpu")
-    with seeded(_derived(seed, "reinitialize")):
+    with seeded(derived_seed(seed, "reinitialize")):
         for module in fresh.modules():
             if hasattr(module, "reset_parameters") and module is not fresh:
                 module.reset_parameters()
@@ -74,11 +76,35 @@ def named_init(module: nn.Module) -> str | None:
     return None
 
 
-def _derived(seed: int, purpose: str) -> int:
-    """A seed for `purpose` that no run seeded with `seed` itself draws from."""
-    return int.from_bytes(hashlib.sha256(f"{purpose}:{seed}".encode()).digest()[:8], "little") % (2**63)
-
-
 def invert(pruner: str | Pruner) -> Pruner:
     """`pruner` with inverted scores (prune the highest scores)."""
     return Inverted(pruner)
+
+
+Variant = Callable[[Ticket, nn.Module, int], Ticket]  # (ticket, the module it will train in, seed) -> ticket
+VARIANTS: dict[str, Variant] = {}
+
+
+def register(name: str) -> Callable[[Variant], Variant]:
+    """Register a ticket transform as the sanity variant `name` (usable as a decorator)."""
+    def add(fn: Variant) -> Variant:
+        VARIANTS[name] = fn
+        return fn
+    return add
+
+
+@register("shuffle")
+def _shuffled(ticket: Ticket, module: nn.Module, seed: int) -> Ticket:
+    return shuffle(ticket, seed)
+
+
+@register("reinit")
+def _reinitialized(ticket: Ticket, module: nn.Module, seed: int) -> Ticket:
+    return reinitialize(ticket, module, seed, init=named_init(module))
+
+
+def check_variant(name: str | None) -> None:
+    """Raise unless `name` is None or a registered sanity variant."""
+    if name is not None and name not in VARIANTS:
+        allowed = ", ".join(repr(v) for v in VARIANTS)
+        raise ValueError(f"sanity={name!r} is not allowed; use one of {allowed} or None")

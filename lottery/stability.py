@@ -15,6 +15,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from lottery.files import atomic_write_text, csv_text
+from lottery.plots import pyplot
+
 
 def interpolate(a: Mapping[str, Tensor], b: Mapping[str, Tensor], alpha: float) -> dict[str, Tensor]:
     """(1 - alpha)·a + alpha·b for floating entries of two state dicts; other entries (counters) from a."""
@@ -65,18 +68,12 @@ def run(config: str, rewinds: list[int], points: int = 11, seeds: tuple[int, int
     rewinding), and measure test error along the line between them. Writes stability.csv and stability.png
     (instability against rewind iteration) under `out`.
     """
-    import csv as csv_module
-    import io
-
     import pytorch_lightning as pl
 
-    from lottery.cli import LotteryCLI
-    from lottery.data import VisionDataModule
-    from lottery.io import atomic_write_text
+    from lottery.experiment import build_cli
     from lottery.module import ClassificationModule
 
-    cli = LotteryCLI(ClassificationModule, VisionDataModule, subclass_mode_data=True, run=False,
-                     args=["--config", config, "--seed_everything", "0", *(args or [])])
+    cli = build_cli(["--config", config, "--seed_everything", "0", *(args or [])], run=False)
     epochs = cli.config.ticket.epochs_per_round
     dm = cli.datamodule  # one data module: the data are read once
     hparams = {k: v for k, v in cli.model.hparams.items() if not k.startswith("_")}
@@ -106,21 +103,13 @@ def run(config: str, rewinds: list[int], points: int = 11, seeds: tuple[int, int
         errors = linear_path(ends[0], ends[1], lambda m: classification_error(m, test), points)
         rows.append({"rewind_iteration": k, "instability": instability(errors), "error_a": errors[0],
                      "error_b": errors[-1], "max_error": max(errors)})
-    text = io.StringIO()
-    writer = csv_module.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    path = atomic_write_text(root / "stability.csv", text.getvalue())
+    path = atomic_write_text(root / "stability.csv", csv_text(rows, list(rows[0])))
     _plot(rows, root / "stability.png")
     return path
 
 
 def _plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.plot([r["rewind_iteration"] for r in rows], [100 * r["instability"] for r in rows], "o-")
     ax.axhline(2.0, color="grey", ls="--", lw=1, label="2% (stable below)")

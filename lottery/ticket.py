@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lottery.io import atomic_write_bytes
+from lottery.files import atomic_write_bytes
 
 FORMAT = "lottery-ticket"
 VERSION = 1

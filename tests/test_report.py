@@ -1,7 +1,7 @@
 import torch
 
 from lottery import Ticket
-from lottery.callback import rounds_csv
+from lottery.layout import rounds_csv
 from lottery.cli import main
 from lottery.report import jaccard, total_jaccard
 

@@ -1,7 +1,8 @@
+import pytest
 import torch
 
 from helpers import MLP, SmallCNN
-from lottery import prune
+from lottery import LotteryTicket, Ticket, prune, sanity
 from lottery.sanity import invert, reinitialize, shuffle
 
 
@@ -73,64 +74,6 @@ def test_inversion_picks_the_complement_ranking():
         assert all(torch.equal(flagged.masks[n], inverted.masks[n]) for n in kept.masks)
 
 
-def _train_ticket(tmp_path, ticket, sanity=None, seed=3):
-    import pytorch_lightning as pl
-
-    from helpers import Module, trainer
-    from lottery import LotteryTicket
-
-    pl.seed_everything(1)
-    module = Module(scheduler=None)
-    module.record = True
-    cb = LotteryTicket(ticket=ticket, sanity=sanity, epochs_per_round=0, seed=seed)
-    trainer(tmp_path, [cb], max_epochs=1).fit(module)
-    return module, cb
-
-
-def test_training_a_given_ticket_and_its_sanity_variants(tmp_path):
-    import pytest
-    import pytorch_lightning as pl
-
-    from helpers import Module
-    from lottery import LotteryTicket
-
-    torch.manual_seed(0)
-    source = Module(scheduler=None)
-    ticket = prune(source, "magnitude", density=0.2)
-    path = ticket.save(tmp_path / "t.safetensors")
-
-    module, cb = _train_ticket(tmp_path / "plain", str(path))
-    first = module.trace[0][2]
-    for key, m in ticket.masks.items():  # the first step starts from the ticket's own weights and masks
-        assert torch.equal(first[key[4:]], ticket.weights[key] * m)
-    assert cb.tickets[0].metadata["pruner"] == "magnitude" and cb.tickets[0].round == 1
-
-    pl.seed_everything(1)
-    own = Module(scheduler=None).state_dict()  # what _train_ticket's module starts from
-    module, cb = _train_ticket(tmp_path / "shuffled", str(path), "shuffle")
-    first = module.trace[0][2]
-    for key, m in ticket.masks.items():
-        trained = cb.tickets[0].masks[key]
-        assert int(trained.sum()) == int(m.sum()) and not torch.equal(trained, m)
-        # the shuffled survivors start from the module's own values (none stuck at the old zeros), the rest at 0
-        assert torch.equal(first[key[4:]], own[key] * trained) and bool((first[key[4:]][trained] != 0).all())
-    assert torch.equal(first["fc1.bias"], ticket.weights["net.fc1.bias"])  # the ticket's other values are loaded
-    assert cb.tickets[0].metadata["pruner"] == "magnitude+shuffle"
-
-    module, cb = _train_ticket(tmp_path / "reinit", str(path), "reinit")
-    first = module.trace[0][2]
-    for key, m in ticket.masks.items():
-        assert torch.equal(cb.tickets[0].masks[key], m)
-        assert not torch.equal(first[key[4:]], ticket.weights[key] * m) and not first[key[4:]][~m].any()
-
-    with pytest.raises(ValueError, match="needs epochs_per_round=0"):
-        LotteryTicket(ticket=str(path), epochs_per_round=2)
-    with pytest.raises(ValueError, match="pass ticket= too"):
-        LotteryTicket(sanity="shuffle", epochs_per_round=0)
-    with pytest.raises(FileNotFoundError, match="no ticket"):
-        LotteryTicket(ticket=str(tmp_path / "missing.safetensors"), epochs_per_round=0)
-
-
 def test_reinit_never_replays_the_init_of_a_model_built_with_the_same_seed():
     from lottery.module import ClassificationModule
 
@@ -141,3 +84,12 @@ def test_reinit_never_replays_the_init_of_a_model_built_with_the_same_seed():
     own = module.state_dict()
     for n, m in ticket.masks.items():
         assert float((fresh.weights[n][m] == own[n][m]).float().mean()) < 1e-3  # survivors do not start at their old values
+
+
+def test_every_registered_variant_is_a_sanity_choice(monkeypatch):
+    assert set(sanity.VARIANTS) == {"shuffle", "reinit"}
+    t = Ticket({"w": torch.tensor([True, False])}, {}, {"round": 1})
+    with pytest.raises(ValueError, match="sanity='flip' is not allowed; use one of 'shuffle', 'reinit' or None"):
+        LotteryTicket(from_ticket=t, sanity="flip", epochs_per_round=0)
+    monkeypatch.setitem(sanity.VARIANTS, "flip", lambda ticket, module, seed: ticket)
+    assert LotteryTicket(from_ticket=t, sanity="flip", epochs_per_round=0).sanity == "flip"

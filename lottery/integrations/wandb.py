@@ -56,7 +56,10 @@ def log_round(trainer: pl.Trainer, ticket: Ticket, path: Path | None) -> None:
 
 
 def log_summary(trainer: pl.Trainer, tickets: list[Ticket], folder: Path) -> None:
-    """At the end of fit: a table of all rounds, a line chart and a log-scale plot of test accuracy vs density."""
+    """At the end of fit: a table of all rounds, a line chart and a log-scale plot of test accuracy vs density.
+
+    `folder` is the run's results folder (lottery.layout.RunLayout's `folder`); the report's plots go there.
+    """
     active = runs(trainer)
     if not active or not tickets:
         return

@@ -9,7 +9,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from lottery.select import Survivors, default_prunable
+from lottery.sparsity.selection import Survivors
+from lottery.sparsity.targets import default_prunable
 
 
 def zero_positions(t: Tensor, mask: Tensor, positions: Tensor | None) -> None:
@@ -21,15 +22,25 @@ def zero_positions(t: Tensor, mask: Tensor, positions: Tensor | None) -> None:
 
 
 class Pruner:
-    """Scores the prunable weights of a model; higher scores survive."""
+    """Scores the prunable weights of a model; higher scores survive.
+
+    A new method overrides `scores` alone; the class attributes below declare what the loop hands it. What a
+    pruner reads: the model (always, with its pruned weights zeroed unless it `revives`), `batches` labelled
+    batches (or `per_class` examples of each class) when it `needs_data`, and the current masks, passed as
+    ``masks=`` only to a pruner that `reads_masks`.
+    """
 
     name: ClassVar[str] = ""
     needs_data: ClassVar[bool] = False  # scores need batches from the data
+    batches: int = 1  # labelled batches a data-driven pruner scores on (drawn once, or at every step if fresh)
+    per_class: int | None = None  # or exactly this many examples of every class, in one batch
     revives: ClassVar[bool] = False  # pruned weights compete again at the next selection (FORCE)
+    reads_masks: ClassVar[bool] = False  # `scores` is given the current masks (FORCE scores at the masked point)
     default_rounds: ClassVar[int] = 1  # scoring steps when `prune` is given none
     fresh_batches: ClassVar[bool] = False  # each step draws its batches anew (iterative data-driven pruners)
 
-    def scores(self, model: nn.Module, batches: Iterable[Any] | None = None) -> dict[str, Tensor]:
+    def scores(self, model: nn.Module, batches: Iterable[Any] | None = None,
+               masks: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
         """Scores for every prunable weight of `model`, keyed like `named_parameters()`."""
         raise NotImplementedError
 
@@ -60,3 +71,11 @@ class Pruner:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def score(pruner: Pruner, model: nn.Module, batches: Iterable[Any] | None,
+          masks: Mapping[str, Tensor] | None) -> dict[str, Tensor]:
+    """`pruner.scores`, given the masks only if it declares that it reads them (`reads_masks`)."""
+    if pruner.reads_masks:
+        return pruner.scores(model, batches, masks=masks)
+    return pruner.scores(model, batches)

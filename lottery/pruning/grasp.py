@@ -1,4 +1,10 @@
-"""GraSP (Wang et al., ICLR 2020): keep the weights whose removal least reduces the gradient flow."""
+"""GraSP: keep the weights whose removal least reduces the gradient flow.
+
+Wang, Zhang & Grosse, "Picking Winning Tickets Before Training by Preserving Gradient Flow", ICLR 2020. The |S|
+variant: Frankle, Dziugaite, Roy & Carbin, "Pruning Neural Networks at Initialization: Why are We Missing the
+Mark?", ICLR 2021. Where this implementation's conventions differ from the authors' code, see
+docs/algorithms.md.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +21,15 @@ from lottery.pruning.batches import model_device, scoring_copy, take
 class GraSP(Pruner):
     """S = -θ ⊙ Hg with g = ∇L and logits divided by a temperature of 200; the highest S are removed.
 
-    Our convention is that higher scores survive, so `scores` returns θ ⊙ Hg (= -S): keeping its highest
-    values is removing the highest S. Hg is the gradient of gᵀ∇L with g held fixed (double backprop).
+    The GraSP score S(-θ) of Wang et al. (ICLR 2020), H the Hessian of the cross-entropy L. Our convention is
+    that higher scores survive, so `scores` returns θ ⊙ Hg (= -S): keeping its highest values is removing
+    the highest S. Hg is the gradient of gᵀ∇L with g held fixed (double backprop).
+
+    Scored in train mode on a copy of the model, at the model's real weights (the authors' code redraws the
+    Linear weights of its scoring copy; the paper's formula scores the network as it is). Each of `batches`
+    batches is forwarded on its own, with its own batch statistics; `per_class` gives one batch. The
+    authors' code scores 10 examples per class as two class-sorted halves: to match it on a batch-norm
+    network, use ``batches=2`` and pass those two halves as the first two batches (docs/algorithms.md).
     """
 
     name = "grasp"
@@ -56,7 +69,10 @@ class GraSP(Pruner):
 
 
 class GraSPAbs(GraSP):
-    """|S| = |θ ⊙ Hg|, keeping the largest: the variant Frankle et al. (2021) found as good or better."""
+    """|S| = |θ ⊙ Hg|, keeping the largest: the variant Frankle et al. (ICLR 2021) found as good or better.
+
+    That is, the weights with the lowest-magnitude GraSP scores are pruned.
+    """
 
     name = "grasp_abs"
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from torch import Tensor, nn
 
-from lottery.pruning.base import Pruner
+from lottery.pruning.base import Pruner, score
 
 
 class Inverted(Pruner):
@@ -22,21 +22,22 @@ class Inverted(Pruner):
         self.revives = self.inner.revives
         self.default_rounds = self.inner.default_rounds
         self.fresh_batches = self.inner.fresh_batches
+        self.reads_masks = self.inner.reads_masks
 
     @property
-    def batches(self) -> int:
-        """The inner pruner's number of scoring batches (the loop draws them once for every step)."""
-        return getattr(self.inner, "batches", 1)
+    def batches(self) -> int:  # type: ignore[override]
+        """The inner pruner's number of scoring batches (the loop draws them for every step)."""
+        return self.inner.batches
 
     @property
-    def per_class(self) -> int | None:
+    def per_class(self) -> int | None:  # type: ignore[override]
         """The inner pruner's examples per class, if it scores on those."""
-        return getattr(self.inner, "per_class", None)
+        return self.inner.per_class
 
-    def scores(self, model: nn.Module, batches: Iterable[Any] | None = None) -> dict[str, Tensor]:
+    def scores(self, model: nn.Module, batches: Iterable[Any] | None = None,
+               masks: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
         """The inner pruner's scores, negated (never NaN: no division is involved)."""
-        self.inner.masks = getattr(self, "masks", None)
-        return {n: -s for n, s in self.inner.scores(model, batches).items()}
+        return {n: -s for n, s in score(self.inner, model, batches, masks).items()}
 
     def session(self, survivors=None):  # type: ignore[override]
         """The inner pruner's session."""

@@ -1,4 +1,9 @@
-"""Random pruning: the baseline every method has to beat."""
+"""Random pruning: the baseline every method has to beat.
+
+The trivial baseline of pruning at initialization in Frankle, Dziugaite, Roy & Carbin, "Pruning Neural Networks at
+Initialization: Why are We Missing the Mark?", ICLR 2021, and in Tanaka et al., NeurIPS 2020. Counts and ties:
+docs/algorithms.md.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,8 @@ class Random(Pruner):
     """Uniform random scores, drawn on the CPU so a seed gives the same mask on every device.
 
     With `seed=None` the draw comes from torch's global generator (seed it with `pl.seed_everything`).
+    Synaptic-Flow draws N(0, 1) scores instead; only their ranking matters, so the masks have the same
+    distribution.
     """
 
     name = "random"

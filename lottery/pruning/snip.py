@@ -1,8 +1,14 @@
-"""SNIP (Lee et al., ICLR 2019) and Iterative SNIP / FORCE (de Jorge et al., ICLR 2021): gradient saliencies."""
+"""SNIP, Iterative SNIP and FORCE: gradient saliencies |θ ⊙ ∂L/∂θ| from labelled data.
+
+Lee, Ajanthan & Torr, "SNIP: Single-shot Network Pruning based on Connection Sensitivity", ICLR 2019.
+de Jorge, Sanyal, Behl, Torr, Rogez & Dokania, "Progressive Skeletonization: Trimming more fat from a network at
+initialization", ICLR 2021 (arXiv:2006.09081): Iterative SNIP and FORCE. Where this implementation's
+conventions differ from the authors' code (naver/force) and from Synaptic-Flow's SNIP, see docs/algorithms.md.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
@@ -23,7 +29,11 @@ def mean_gradients(net: nn.Module, batches: list[tuple[Tensor, Tensor]]) -> None
 class SNIP(Pruner):
     """Connection sensitivity |θ ⊙ ∂L/∂θ| from labelled data at initialization, one shot.
 
-    The network is scored in train mode (batch statistics), as the reference code, on a copy of the model.
+    Lee et al. (ICLR 2019) define it as |∂L(c ⊙ θ)/∂c| at c = 1, normalized by its sum over all weights;
+    that normalization does not change the ranking and is left out. L is the cross-entropy averaged over
+    every example scored. The network is scored in train mode (batch statistics), on a copy of the model,
+    as the GraSP authors' code and naver/force do; Synaptic-Flow's SNIP defaults to eval mode, which changes
+    the scores of a batch-norm network completely (docs/algorithms.md).
     """
 
     name = "snip"
@@ -42,7 +52,13 @@ class SNIP(Pruner):
 
 
 class IterativeSNIP(SNIP):
-    """Iterative SNIP: SNIP saliency of the currently masked network at each step; pruned weights stay pruned."""
+    """Iterative SNIP: SNIP saliency of the currently masked network at each step; pruned weights stay pruned.
+
+    de Jorge et al. (ICLR 2021): exponential schedule, density d^(k/T) after step k of T (60 by default, as
+    in the authors' example command), each step on batches drawn anew. The authors' code (naver/force) takes
+    `nll_loss` of raw logits and keeps ties at its threshold; this uses the cross-entropy, as the paper does,
+    and exact counts (docs/algorithms.md).
+    """
 
     name = "iter_snip"
     default_rounds = 60
@@ -52,20 +68,23 @@ class IterativeSNIP(SNIP):
 class FORCE(SNIP):
     """FORCE: |θ₀ ⊙ ∇L(θ₀ ⊙ m)| for all weights, so a pruned weight may come back at a later step.
 
-    The loop hands FORCE the unmasked model and the current masks (`self.masks`); the gradient is taken
-    at the masked point and multiplied by the original values.
+    de Jorge et al. (ICLR 2021). The loop hands FORCE the unmasked model and the current masks
+    (`reads_masks`); the gradient is taken at the masked point and multiplied by the original values.
+    Schedule, loss and count conventions as `IterativeSNIP` (docs/algorithms.md).
     """
 
     name = "force"
     default_rounds = 60
     revives = True
+    reads_masks = True
     fresh_batches = True
 
-    def scores(self, model: nn.Module, batches: Iterable[Any] | None = None) -> dict[str, Tensor]:
-        """|θ₀ ⊙ ∇L(θ₀ ⊙ m)|."""
+    def scores(self, model: nn.Module, batches: Iterable[Any] | None = None,
+               masks: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
+        """|θ₀ ⊙ ∇L(θ₀ ⊙ m)| (with no masks: SNIP's saliency of the unmasked network)."""
         data = take(batches, self.batches, self.per_class, model_device(model))
         net = scoring_copy(model).train()
-        masks = getattr(self, "masks", None) or {}
+        masks = masks or {}
         originals = {n: p.detach().clone() for n, p in self.prunable_parameters(net).items()}
         with torch.no_grad():
             for n, p in self.prunable_parameters(net).items():

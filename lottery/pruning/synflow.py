@@ -1,4 +1,9 @@
-"""SynFlow (Tanaka et al., NeurIPS 2020): data-free iterative synaptic flow pruning."""
+"""SynFlow: data-free iterative synaptic-flow pruning.
+
+Tanaka, Kunin, Yamins & Ganguli, "Pruning neural networks without any data by iteratively conserving synaptic
+flow", NeurIPS 2020 (arXiv:2006.05467), Algorithm 1. Where this implementation's conventions differ from the
+authors' code (Synaptic-Flow), see docs/algorithms.md.
+"""
 
 from __future__ import annotations
 
@@ -11,17 +16,24 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from lottery.pruning.base import Pruner, zero_positions
-from lottery.select import Survivors
+from lottery.sparsity.selection import Survivors
 
 
 class SynFlow(Pruner):
     """Score |θ ⊙ ∂R/∂θ| with R = 1ᵀ∏|θ^[l]|1, computed in float64 in eval mode.
 
-    Every parameter is replaced by its absolute value and every bias, batch-norm shift and running mean is
-    zeroed, so R counts weights only and the per-layer conservation law (each layer's scores sum to R)
-    holds for any feed-forward network, biases and batch norm included (REFERENCE.md: with |bias| kept, the
-    bias flow empties early layers at extreme compression). float64 keeps R finite on deep ResNets. The
-    input is one all-ones example shaped like `example_input_array`, or like one example of `batches`.
+    The synaptic saliency S(θ) = ∂R/∂θ ⊙ θ of the Synaptic Flow objective R (Tanaka et al., NeurIPS 2020,
+    Algorithm 1: eval mode, n scoring steps to density d^(k/n); 100 steps by default here).
+
+    Every parameter enters the flow as its absolute value, except that every bias (batch-norm shifts
+    included) and every running mean is zeroed. R then counts paths through weights only, and the
+    conservation law (the scores of each layer that every input-output path crosses sum to R) holds exactly
+    for any network, biases and batch norm included. The authors' code (Synaptic-Flow) keeps |bias| instead.
+    The reason once given for zeroing, that the |bias| flow empties early layers at extreme compression, did
+    not reproduce at initialization when checked against that code on identical weights; the convention is
+    kept for the exact R and conservation law, not for a measured effect on layer collapse (see
+    docs/algorithms.md). float64 keeps R finite on deep ResNets, where float32 (the authors' code) overflows.
+    The input is one all-ones example shaped like `example_input_array`, or like one example of `batches`.
     The user's model only lends its structure: it runs once on float64 stand-ins for its tensors, in eval
     mode, and comes back with its own values, mode, gradients and `requires_grad` (its forward hooks, if
     any, see that pass, as they would see a copy's).

@@ -1,0 +1,32 @@
+"""Checks of the callback's arguments, made in `__init__` so that bad input fails before any work starts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from lottery.sanity import check_variant
+from lottery.sparsity import check_amount, check_fractions, check_scope
+from lottery.ticket import Ticket
+
+OPTIMIZER_STATES = ("restart", "rewind")
+
+
+def check_arguments(rounds: int, epochs_per_round: int, prune_fraction: float | None, density: float | None,
+                    scope: str, fractions: Mapping[str, float] | None, optimizer_state: str,
+                    from_ticket: str | Ticket | None, sanity: str | None) -> None:
+    """Raise ValueError naming the first argument of LotteryTicket that is not allowed, and what is."""
+    if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
+        raise ValueError(f"rounds must be a positive integer (pruning rounds after the dense round 0), got {rounds!r}")
+    if not isinstance(epochs_per_round, int) or epochs_per_round < 0:
+        raise ValueError(f"epochs_per_round must be a positive integer, or 0 for pruning at initialization; "
+                         f"got {epochs_per_round!r}")
+    check_amount(prune_fraction, density)
+    check_fractions(fractions)
+    check_scope(scope)
+    if optimizer_state not in OPTIMIZER_STATES:
+        raise ValueError(f"optimizer_state={optimizer_state!r} is not allowed; use one of {OPTIMIZER_STATES}")
+    if from_ticket is not None and epochs_per_round != 0:
+        raise ValueError("from_ticket= trains a given ticket and needs epochs_per_round=0 (no pruning rounds)")
+    check_variant(sanity)
+    if sanity is not None and from_ticket is None:
+        raise ValueError("sanity= transforms a given ticket: pass from_ticket= (or its old spelling ticket=) too")

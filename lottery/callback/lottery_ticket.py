@@ -1,0 +1,292 @@
+"""LotteryTicket: iterative magnitude pruning (train, prune, rewind, repeat) inside one `trainer.fit`.
+
+The class holds the Lightning hooks and the round transitions only; the pieces they delegate to are named
+modules of this package: the round clock (`clock`), the rewind snapshot (`snapshot`), the live masks
+(`masks`), the round's metrics (`metrics`), the zero-training starts (`start`) and the output (`output`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
+
+from lottery import rng
+from lottery.callback import start
+from lottery.callback.arguments import check_arguments
+from lottery.callback.clock import RoundClock
+from lottery.callback.masks import LiveMasks
+from lottery.callback.metrics import RoundMetrics
+from lottery.callback.output import RunOutput
+from lottery.callback.rewind import RewindPoint
+from lottery.callback.snapshot import Snapshot, module_state
+from lottery.callback.state import RunState, pack_tickets, unpack_tickets
+from lottery.plan import Plan
+from lottery.pruning import Pruner, get
+from lottery.pruning.inverted import Inverted
+from lottery.sparsity import per_round_fraction, preserves_zeros
+from lottery.ticket import Ticket
+
+# Batch-level hooks this callback never uses. Lightning dispatches every hook of every callback on every
+# batch, each inside a profiler context (~5 us, 0.2% of a LeNet step each); it skips an attribute that is
+# not callable, so they are set to None on the instance (benchmarks/masking_overhead.py).
+_UNUSED_BATCH_HOOKS = (
+    "on_before_backward", "on_after_backward", "on_before_zero_grad", "on_train_batch_end",
+    "on_validation_batch_start", "on_validation_batch_end", "on_test_batch_start", "on_test_batch_end",
+    "on_predict_batch_start", "on_predict_batch_end",
+)
+
+
+class LotteryTicket(Callback):
+    """Iterative magnitude pruning with rewinding, as a Lightning callback.
+
+    Round 0 trains the dense model for `epochs_per_round` epochs. At the end of every round the callback
+    saves that round's ticket, scores the surviving weights, keeps the scheduled number, rewinds the
+    survivors and trains again, until `rounds` pruning rounds have been trained. It sets the Trainer's
+    epoch budget itself (any `max_epochs` given to the Trainer is replaced, and the log says so).
+
+    Args:
+        pruner: registry name (``"magnitude"``, ``"random"``, ...) or a `lottery.pruning.Pruner`.
+        rounds: pruning rounds after the dense round 0.
+        epochs_per_round: epochs each round trains.
+        prune_fraction: fraction of the surviving weights removed per round (default 0.2).
+        density: final fraction of weights kept; the per-round fraction is then 1 - density^(1/rounds).
+        scope: ``"global"`` ranks all prunable weights together, ``"layerwise"`` each layer on its own.
+        fractions: per-round prune fraction by glob pattern, e.g. ``{"fc3.weight": 0.1}``; such layers are
+            always pruned on their own, the rest by `scope`.
+        exclude: glob patterns of weights never pruned (biases and norms never are).
+        rewind: ``"init"``, ``"Nep"``, ``"Nit"``, ``"NepMit"`` (values at that point of round 0), or
+            ``"none"`` (keep training from the trained weights, optimizer and schedule as they are).
+        optimizer_state: ``"restart"`` (fresh optimizer state, as open_lth) or ``"rewind"`` (the state
+            saved at the rewind point, with pruned entries zeroed).
+        monitor, mode: metric whose best value and step are recorded per round; the step of the minimum
+            validation loss is the early-stopping iteration of Frankle & Carbin.
+        dirpath: where tickets and ``rounds.csv`` go (default ``<trainer.log_dir>/tickets``).
+        seed: seed of the scoring randomness (random pruner); default torch's initial seed.
+        invert: prune the highest scores instead of the lowest (the inversion sanity check).
+        from_ticket: with ``epochs_per_round=0``, train this ticket (a path or a Ticket) instead of pruning:
+            its masks, and its rewind weights where it has them, are loaded before the first step.
+        sanity: transform `from_ticket` first, by a variant registered in `lottery.sanity.VARIANTS`: ``"shuffle"`` (same per-layer densities, random positions; the
+            shuffled survivors start from the module's own values, the ticket's other values are loaded) or
+            ``"reinit"`` (same masks, fresh initial weights: each layer's ``reset_parameters()``, then the
+            module's ``init`` hyperparameter when it names one of ``lottery.models.INITIALIZERS``), seeded by `seed`.
+        remask_after_step: also zero pruned weights after every optimizer step. Gradients of pruned
+            weights are always zeroed before the step; for SGD, Adam, AdamW, RMSprop and Adagrad that
+            alone keeps them exactly zero (zero gradient and zero state give a zero update, weight decay
+            included), so the second pass is skipped for them unless asked; other optimizers always get it.
+        ticket: the old spelling of `from_ticket` (the output tickets are `self.tickets`).
+
+    Pruning at initialization: with ``epochs_per_round=0`` the callback runs `rounds` scoring steps (the
+    exponential schedule d^(k/rounds)) before the first training step, data-driven pruners drawing their
+    batches from the train dataloader on rank zero, logs the result as round 1, and the Trainer then trains
+    that ticket for its own `max_epochs`.
+
+    Rewinding and epochs: Lightning runs whole epochs, so every round starts at an epoch boundary. A
+    rewound round restores the model, the learning-rate schedulers (epoch and step interval) and, with
+    ``optimizer_state="rewind"``, the optimizer state of step k = N·S + M of round 0 (S optimizer steps
+    per epoch) and trains E - N epochs (E = `epochs_per_round`). For ``init`` and ``Nep`` rewinds this is
+    exactly the T - k steps round 0 had from k. With an iteration part M > 0 the round trains M steps more
+    than round 0 had from k: its schedule continues M steps past round 0's end and the data order restarts
+    at an epoch start instead of replaying batch M. With ``rewind="none"`` every round trains E epochs.
+
+    Resume: all state (round, masks, rewind snapshot with optimizer and scheduler state, tickets, the
+    random generators at the checkpoint) is in `state_dict`, so ``trainer.fit(..., ckpt_path="last")``
+    after a kill continues to the same tickets as an uninterrupted run when it restarts from an
+    epoch-end checkpoint.
+    """
+
+
+    def __init__(
+        self,
+        pruner: str | Pruner = "magnitude",
+        rounds: int = 10,
+        epochs_per_round: int = 1,
+        prune_fraction: float | None = None,
+        density: float | None = None,
+        scope: str = "global",
+        fractions: Mapping[str, float] | None = None,
+        exclude: Iterable[str] = (),
+        rewind: str = "init",
+        optimizer_state: str = "restart",
+        monitor: str = "val_loss",
+        mode: str = "min",
+        dirpath: str | None = None,
+        seed: int | None = None,
+        remask_after_step: bool = False,
+        invert: bool = False,
+        from_ticket: str | Ticket | None = None,
+        sanity: str | None = None,
+        ticket: str | Ticket | None = None,
+    ) -> None:
+        super().__init__()
+        from_ticket = from_ticket if ticket is None else ticket
+        check_arguments(rounds, epochs_per_round, prune_fraction, density, scope, fractions, optimizer_state,
+                        from_ticket, sanity)
+        self.from_ticket = Ticket.load(from_ticket) if isinstance(from_ticket, (str, Path)) else from_ticket  # bad files fail here
+        self.sanity = sanity
+        self.pruner = Inverted(pruner) if invert else get(pruner)
+        self.rewind = RewindPoint.parse(rewind)
+        if epochs_per_round == 0 and self.rewind.kind != "init":
+            raise ValueError(f"pruning at initialization (epochs_per_round=0) keeps the initial values; rewind={rewind!r} "
+                             "needs training rounds: leave rewind='init' or set epochs_per_round > 0")
+        self.clock = RoundClock(rounds, epochs_per_round, self.rewind)
+        self.rounds, self.epochs_per_round = rounds, epochs_per_round
+        self.prune_fraction = per_round_fraction(prune_fraction, density, rounds)
+        self.density, self.scope = density, scope
+        self.fractions, self.exclude = dict(fractions or {}), (exclude,) if isinstance(exclude, str) else tuple(exclude)
+        self.optimizer_state, self.monitor, self.mode = optimizer_state, monitor, mode
+        self.dirpath, self.seed, self.remask_after_step = dirpath, seed, remask_after_step
+
+        self.tickets: list[Ticket] = []  # one per round closed, round 0 included
+        self.metrics = RoundMetrics(monitor, mode)
+        self.output = RunOutput(dirpath, monitor)
+        self.live = LiveMasks()
+        self.run = RunState(label=self.pruner.name)  # with live, metrics and tickets: all of it in state_dict()
+        self._plan: Plan | None = None
+        self._hooks: list[Any] = []
+        self._rng_to_restore: dict[str, Any] | None = None
+        self._switch_off_unused_hooks()
+
+    @property
+    def ticket(self) -> Ticket | None:
+        """The old name of `from_ticket`."""
+        return self.from_ticket
+
+    def _switch_off_unused_hooks(self) -> None:
+        unused = [(hook, Callback) for hook in _UNUSED_BATCH_HOOKS]
+        if self.epochs_per_round == 0:  # it only takes round 0's rewind snapshot
+            unused.append(("on_train_batch_start", LotteryTicket))
+        for hook, owner in unused:
+            if getattr(type(self), hook) is getattr(owner, hook):  # a subclass's own hook stays
+                setattr(self, hook, None)
+
+    # -- Lightning hooks ------------------------------------------------------------------------------
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        self._plan = Plan(pl_module, self.prune_fraction, self.scope, self.fractions, self.exclude)
+        if self.run.base_seed is None:
+            self.run.base_seed = self.seed if self.seed is not None else torch.initial_seed()
+        if self.epochs_per_round > 0:
+            self.clock.set_budget(trainer)
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.live.attach(pl_module, self._plan.dense_masks(pl_module))
+        # zeroed gradients keep pruned weights at zero under the usual optimizers; others are re-masked
+        self._hooks = [opt.register_step_post_hook(self._after_step) for opt in trainer.optimizers
+                       if self.remask_after_step or not preserves_zeros(opt)]
+        if self._rng_to_restore is not None:
+            rng.set_state(self._rng_to_restore)
+            self._rng_to_restore = None
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        batches = trainer.num_training_batches
+        self.clock.start(trainer, None if math.isinf(batches) else math.ceil(batches / trainer.accumulate_grad_batches))
+        self.output.open(trainer, self.tickets)
+        if self.epochs_per_round == 0 and self.run.round == 0:
+            self._start_sparse(trainer, pl_module)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+        if (self.run.snapshot is None and self.run.round == 0 and self.epochs_per_round
+                and trainer.global_step >= self.clock.rewind_step):
+            self.run.snapshot = Snapshot.of_training(trainer, pl_module)
+
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
+        self.live.masker.zero_grads()
+
+    def _after_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        self.live.masker.apply()
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.state.fn != "fit" or self.monitor not in trainer.callback_metrics:
+            return
+        self.metrics.observe(trainer.callback_metrics, trainer.global_step - self.run.round_start_step)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        while (self.epochs_per_round and self.run.round < self.rounds
+               and trainer.current_epoch >= self.clock.round_start_epoch(self.run.round + 1)):
+            self.close_round(trainer, pl_module)
+            self.next_round(trainer, pl_module)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.run.finished:
+            return
+        if self.epochs_per_round and self.run.round < self.rounds:
+            rank_zero_warn(f"LotteryTicket: training stopped in round {self.run.round} of {self.rounds}; "
+                           "its ticket is saved with the metrics reached so far.")
+        self.close_round(trainer, pl_module)
+        self.run.finished = True
+        self.output.close(trainer, self.tickets)
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks = []
+
+    # -- rounds ---------------------------------------------------------------------------------------
+    def _start_sparse(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Round 1 before any training: the given ticket, or all scoring steps at initialization."""
+        if self.from_ticket is not None:
+            ticket = start.load_given(self.from_ticket, self.sanity, pl_module, self.run.base_seed)
+            self.run.snapshot = Snapshot.of_module(pl_module)
+            like = {n: torch.ones_like(m, device=pl_module.device) for n, m in ticket.masks.items()}
+            self.live.install(trainer, pl_module, ticket.masks if trainer.is_global_zero else None, like)
+            self.run.label = ticket.metadata.get("pruner", "ticket") + (f"+{self.sanity}" if self.sanity else "")
+            done = f"training the given ticket ({self.run.label}, density {ticket.density:.6f})"
+        else:
+            self.run.snapshot = Snapshot.of_module(pl_module)
+            masks = start.pruned_at_init(trainer, pl_module, self._plan, self.pruner, self.rounds, self.run.base_seed)
+            self.live.install(trainer, pl_module, masks)
+            done = (f"{self.pruner.name} pruned at initialization in {self.rounds} steps to density "
+                    f"{self.live.density:.6f}; training the ticket")
+        self.run.round = 1
+        self.run.round_start_step = trainer.global_step
+        rank_zero_info(f"LotteryTicket: {done} for max_epochs={trainer.max_epochs}.")
+
+    def close_round(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Record the ticket trained in the current round, with its metrics, on disk and in the loggers."""
+        meta = {"round": self.run.round, "pruner": self.run.label, "rewind": str(self.rewind), "scope": self.scope,
+                "prune_fraction": self.prune_fraction, "steps": trainer.global_step - self.run.round_start_step,
+                "metrics": self.metrics.summary(trainer.callback_metrics)}
+        ticket = Ticket({n: m.cpu() for n, m in self.live.masks.items()}, self.run.ticket_weights(), meta)
+        ticket.metadata["density"] = ticket.density
+        self.tickets.append(ticket)
+        self.output.record(trainer, ticket, self.tickets)
+
+    def next_round(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Prune the survivors (decided on rank zero, broadcast to all), then rewind them."""
+        new_round = self.run.round + 1
+        masks = None
+        if trainer.is_global_zero:
+            with rng.seeded(self.run.base_seed + 1_000_003 * new_round):
+                masks = self._plan.step(pl_module, self.pruner, self.live.masks, new_round, trainer.train_dataloader)
+        self.live.install(trainer, pl_module, masks)
+        self.run.round = new_round
+        if self.rewind.kind == "none":
+            self.run.round_weights = module_state(pl_module)
+        else:
+            self.run.snapshot.restore(trainer, pl_module, self.optimizer_state)
+            self.live.masker.apply()
+            self.live.mask_optimizers(trainer)
+        self.run.round_start_step = trainer.global_step
+        self.metrics.reset()
+
+    # -- checkpointing --------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        # rewound rounds share the snapshot's weights: stored once, with it
+        tickets = pack_tickets(self.tickets, with_weights=self.rewind.kind == "none")
+        return {**self.run.state(), **self.live.state(), **self.metrics.state(), "tickets": tickets, "rng": rng.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.run.load(state)
+        self.live.load(state)
+        self.metrics.load(state)
+        shared = self.run.snapshot.model if self.rewind.kind != "none" and self.run.snapshot is not None else None
+        self.tickets = unpack_tickets(state["tickets"], shared)
+        self._rng_to_restore = state["rng"]

@@ -1,0 +1,41 @@
+"""A comparison run from end to end: IMP cells first, each seed's other cells as soon as its IMP cells finish."""
+
+from __future__ import annotations
+
+from concurrent.futures import as_completed
+from pathlib import Path
+
+from lottery.compare import results
+from lottery.compare.cells import check_arguments, phase_one, phase_two
+from lottery.compare.launch import Launcher
+from lottery.compare.spec import Spec
+from lottery.layout import RunLayout
+
+
+def run(spec_path: str | Path, workers: int | None = None, launcher: str | None = None) -> Path:
+    """Run (or continue) a comparison; write results.csv and the accuracy-vs-density plot; return results.csv."""
+    spec = Spec.load(spec_path)
+    if workers is not None:
+        spec.workers = workers
+    if launcher is not None:
+        spec.launcher = launcher
+    check_arguments(spec)
+    out = Path(spec.out)
+    out.mkdir(parents=True, exist_ok=True)
+    launch = Launcher(spec)
+    try:
+        # A seed's phase-two cells start as soon as its IMP cells finish, so no worker waits for other seeds.
+        first = {launch.submit(c): c for c in phase_one(spec)}
+        imp_folders = {(c.experiment, c.seed): RunLayout.under(c.folder(spec.base, spec.out)).folder
+                       for c in first.values()}
+        waiting = {s: {f for f, c in first.items() if c.seed == s} for s in spec.seeds}
+        second = []
+        for future in as_completed(first):
+            seed = first[future].seed
+            waiting[seed].discard(future)
+            if not waiting[seed]:
+                second += [launch.submit(c) for c in phase_two(spec, imp_folders, [seed])]
+        rows = [r for f in [*first, *second] for r in f.result()]
+    finally:
+        launch.close()
+    return results.write(rows, out)

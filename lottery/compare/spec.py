@@ -1,0 +1,58 @@
+"""A comparison file: the base config, the experiments (each of a kind in KINDS), seeds, where to write, how to launch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lottery.sanity import VARIANTS
+
+# IMP, pruning at initialization, and every registered sanity variant of the IMP tickets (lottery.sanity.VARIANTS)
+KINDS = ("imp", "pai", *VARIANTS)
+
+
+@dataclass
+class Spec:
+    """A comparison file: `base` config, `experiments`, `seeds`, where to write, how to launch."""
+
+    base: str
+    experiments: list[dict[str, Any]]
+    seeds: list[int] = field(default_factory=lambda: [0])
+    out: str = "runs/compare"
+    args: list[str] = field(default_factory=list)  # applied to every cell, e.g. shorter schedules
+    workers: int | None = None
+    launcher: str = "local"
+    threads: int = 1  # CPU threads per cell: fixed so results do not depend on the number of workers
+
+    @classmethod
+    def load(cls, path: str | Path) -> Spec:
+        """Read and check a comparison YAML file; errors say what is allowed."""
+        raw = yaml.safe_load(Path(path).read_text())
+        unknown = set(raw) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"{path}: unknown keys {sorted(unknown)}; allowed: {sorted(cls.__dataclass_fields__)}")
+        spec = cls(**raw)
+        base = Path(spec.base)
+        if not base.is_file():
+            raise FileNotFoundError(f"{path}: base config {spec.base} does not exist")
+        for e in spec.experiments:
+            if e.get("kind") not in KINDS or "name" not in e:
+                raise ValueError(f"{path}: each experiment needs a name and a kind in {KINDS}; got {e}")
+            if e["kind"] == "pai" and "pruner" not in e:
+                raise ValueError(f"{path}: experiment {e['name']!r} (kind pai) needs a pruner")
+            rounds = e.get("rounds")
+            if rounds is not None and (not isinstance(rounds, list) or not all(isinstance(r, int) and r >= 1 for r in rounds)):
+                raise ValueError(f"{path}: experiment {e['name']!r}: rounds must be a list of IMP rounds >= 1 (the "
+                                 f"densities to match), got {rounds!r}")
+        if not any(e["kind"] == "imp" for e in spec.experiments):
+            raise ValueError(f"{path}: needs one experiment of kind imp (the others use its densities and tickets)")
+        if spec.launcher not in ("local", "ray"):
+            raise ValueError(f"{path}: launcher must be 'local' or 'ray', got {spec.launcher!r}")
+        return spec
+
+    def base_ticket(self) -> dict[str, Any]:
+        """The base config's `ticket` section (the callback's arguments; empty when it has none)."""
+        return (yaml.safe_load(Path(self.base).read_text()) or {}).get("ticket", {}) or {}

@@ -1,0 +1,139 @@
+"""A pruning plan and its score -> select steps, shared by the callback and by `prune` (pruning without Lightning)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from lottery.pruning import Pruner, get
+from lottery.pruning.base import score
+from lottery.pruning.batches import take
+from lottery.pruning.inverted import Inverted
+from lottery.rng import seeded
+from lottery.sparsity import (
+    DensitySchedule, Geometric, Survivors, check_amount, check_scope, groups, layer_fractions, per_round_fraction,
+    prunable, select,
+)
+from lottery.ticket import Ticket
+
+
+class _DrawnOnce:
+    """Batches drawn from `batches` at their first use (seeded) and replayed at every later step.
+
+    A loader is iterated at most once per pruning loop, and not at all by a pruner that never reads it
+    (SynFlow only reads one batch's shape, and only without `example_input_array`).
+    """
+
+    def __init__(self, batches: Iterable[Any], pruner: Pruner, seed: int | None) -> None:
+        self.batches, self.pruner, self.seed = batches, pruner, seed
+        self.drawn: list[Any] | None = None
+
+    def __iter__(self) -> Iterator[Any]:
+        if self.drawn is None:
+            with seeded(self.seed):  # a shuffling loader draws its order from the seeded generator
+                self.drawn = take(self.batches, self.pruner.batches, self.pruner.per_class)
+        return iter(self.drawn)
+
+
+class Plan:
+    """What to prune in a model: prunable names, their sizes, the density schedule (per layer where set), the scope.
+
+    `prune_fraction` is the fraction of survivors removed per step (a `Geometric` schedule) or any
+    `DensitySchedule`; `fractions` give layers matching their glob patterns a geometric schedule of their own.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        prune_fraction: float | DensitySchedule,
+        scope: str = "global",
+        fractions: Mapping[str, float] | None = None,
+        exclude: Iterable[str] = (),
+    ) -> None:
+        check_scope(scope)
+        params = dict(model.named_parameters())
+        self.names = prunable(model, tuple(exclude))
+        self.sizes = {n: params[n].numel() for n in self.names}
+        self.fractions = layer_fractions(self.names, fractions)  # the layers pruned on their own
+        self.schedule = Geometric(prune_fraction) if isinstance(prune_fraction, (int, float)) else prune_fraction
+        self.layer_schedules: dict[str, DensitySchedule] = {n: Geometric(f) for n, f in self.fractions.items()}
+        self.scope = scope
+
+    def dense_masks(self, model: nn.Module) -> dict[str, Tensor]:
+        """All-True masks for the prunable parameters."""
+        params = dict(model.named_parameters())
+        return {n: torch.ones_like(params[n], dtype=torch.bool) for n in self.names}
+
+    def prune_steps(self, model: nn.Module, pruner: Pruner, rounds: int, batches: Iterable[Any] | None = None,
+                    seed: int | None = None) -> dict[str, Tensor]:
+        """Masks after `rounds` scoring steps from dense with no training between them; `model` is left as it was."""
+        masks = self.dense_masks(model)
+        # Iterative SNIP and FORCE average over batches drawn anew at every step (de Jorge et al.'s code iterates
+        # the train loader at each one); a one-pass iterator, and the other pruners, score on batches drawn once
+        fresh = pruner.fresh_batches and not isinstance(batches, Iterator)
+        if batches is not None and not fresh:
+            batches = _DrawnOnce(batches, pruner, seed)
+        # FORCE scores all weights at the masked point itself; the others score the masked network, whose
+        # pruned weights are zeroed step by step (masks only shrink) and restored once at the end
+        params = dict(model.named_parameters())
+        saved = {} if pruner.revives else {n: params[n].detach().clone() for n in self.names}
+        survivors = Survivors()
+        try:
+            with pruner.session(None if pruner.revives else survivors):
+                for r in range(1, rounds + 1):
+                    if saved and r > 1:
+                        pruner.zero_pruned(model, masks, survivors.dropped)
+                    with seeded(None if seed is None else seed + r):
+                        masks = self.step(model, pruner, masks, r, batches, survivors)
+        finally:
+            with torch.no_grad():
+                for n, value in saved.items():
+                    params[n].copy_(value)
+        return masks
+
+    def step(self, model: nn.Module, pruner: Pruner, masks: Mapping[str, Tensor], round: int,
+             batches: Iterable[Any] | None = None, survivors: Survivors | None = None) -> dict[str, Tensor]:
+        """Masks after `round` rounds: score the model as it is and keep each group's scheduled count."""
+        scores = score(pruner, model, batches, masks)
+        kept = groups(self.sizes, round, self.schedule, self.layer_schedules, self.scope)
+        return select(scores, masks, kept, revive=pruner.revives, survivors=survivors)
+
+
+def prune(
+    model: nn.Module,
+    pruner: str | Pruner = "magnitude",
+    density: float | None = None,
+    rounds: int | None = None,
+    batches: Iterable[Any] | None = None,
+    scope: str = "global",
+    *,
+    prune_fraction: float | None = None,
+    fractions: Mapping[str, float] | None = None,
+    exclude: Iterable[str] = (),
+    seed: int | None = None,
+    invert: bool = False,
+) -> Ticket:
+    """Score and select `rounds` times without training and return the ticket; `model` comes back unchanged."""
+    check_amount(prune_fraction, density, required=True)
+    pr = get(pruner)
+    if invert:
+        pr = Inverted(pr)
+    rounds = pr.default_rounds if rounds is None else rounds
+    if not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds must be a positive integer, got {rounds!r}")
+    if pr.needs_data and batches is None:
+        raise ValueError(f"pruner {pr.name!r} scores with data: pass batches= (an iterable of (inputs, targets))")
+    p = per_round_fraction(prune_fraction, density, rounds)
+    plan = Plan(model, p, scope, fractions, exclude)
+    weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    masks = plan.prune_steps(model, pr, rounds, batches, seed)
+    for n, m in masks.items():
+        weights[n] = weights[n] * m.to(weights[n].device)
+    meta = {"round": 1, "steps": rounds, "pruner": pr.name, "scope": scope, "rewind": "init",
+            "prune_fraction": p, "seed": seed}
+    ticket = Ticket(masks, weights, meta)
+    ticket.metadata["density"] = ticket.density
+    return ticket
