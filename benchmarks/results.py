@@ -40,7 +40,7 @@ PAPER_ITERATIONS = 50_000
 TOLERANCE = 0.5  # percentage points: "matches dense accuracy" means a mean at most this far below dense
 CONTROLS = ("imp", "imp_reinit", "imp_shuffled")
 PAI = ("synflow", "snip", "grasp", "random", "magnitude_init")
-# Frankle & Carbin's LeNet landmarks: density after rounds 3, 7, 9, 12, 15 (see REFERENCE.md).
+# Frankle & Carbin's LeNet landmarks (ICLR 2019): density after rounds 3, 7, 9, 12, 15.
 PAPER_X = {"synflow": 5.75, "magnitude": 2.75, "snip": 3.5, "grasp": 3.5}  # lower ends of the ranges above
 LANDMARKS = (0.513, 0.211, 0.135, 0.070, 0.036)
 PAPER_COLLAPSE = {"synflow": "10^5.75 – 10^6", "magnitude": "10^2.75", "snip": "10^3.5 – 10^3.75",

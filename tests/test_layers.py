@@ -1,6 +1,7 @@
 """The house rule of docs/contributing.md: imports only go down the layers, so there is no import cycle."""
 
 import ast
+import sys
 from pathlib import Path
 
 LOTTERY = Path(__file__).parents[1] / "lottery"
@@ -71,3 +72,9 @@ def test_the_cli_is_the_top_floor():
     for path in LOTTERY.rglob("*.py"):
         if module_name(path) != "lottery.cli":
             assert "lottery.cli" not in imports(path), f"{path} imports lottery.cli"
+
+
+def test_no_module_shadows_the_standard_library():
+    # Python started inside a package folder puts it first on sys.path: a select.py there broke `import torch`
+    shadowing = [str(p) for p in LOTTERY.rglob("*.py") if p.stem in sys.stdlib_module_names]
+    assert not shadowing

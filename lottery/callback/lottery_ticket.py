@@ -18,7 +18,7 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 
 from lottery import rng
-from lottery.callback import start
+from lottery.callback import hooks, start
 from lottery.callback.arguments import check_arguments
 from lottery.callback.clock import RoundClock
 from lottery.callback.masks import LiveMasks
@@ -32,16 +32,6 @@ from lottery.pruning import Pruner, get
 from lottery.pruning.inverted import Inverted
 from lottery.sparsity import per_round_fraction, preserves_zeros
 from lottery.ticket import Ticket
-
-# Batch-level hooks this callback never uses. Lightning dispatches every hook of every callback on every
-# batch, each inside a profiler context (~5 us, 0.2% of a LeNet step each); it skips an attribute that is
-# not callable, so they are set to None on the instance (benchmarks/masking_overhead.py).
-_UNUSED_BATCH_HOOKS = (
-    "on_before_backward", "on_after_backward", "on_before_zero_grad", "on_train_batch_end",
-    "on_validation_batch_start", "on_validation_batch_end", "on_test_batch_start", "on_test_batch_end",
-    "on_predict_batch_start", "on_predict_batch_end",
-)
-
 
 class LotteryTicket(Callback):
     """Iterative magnitude pruning with rewinding, as a Lightning callback.
@@ -151,20 +141,15 @@ class LotteryTicket(Callback):
         self._plan: Plan | None = None
         self._hooks: list[Any] = []
         self._rng_to_restore: dict[str, Any] | None = None
-        self._switch_off_unused_hooks()
+        unused = dict.fromkeys(hooks.UNUSED_BATCH_HOOKS, Callback)
+        if epochs_per_round == 0:  # it only takes round 0's rewind snapshot
+            unused["on_train_batch_start"] = LotteryTicket
+        hooks.switch_off(self, unused)
 
     @property
     def ticket(self) -> Ticket | None:
         """The old name of `from_ticket`."""
         return self.from_ticket
-
-    def _switch_off_unused_hooks(self) -> None:
-        unused = [(hook, Callback) for hook in _UNUSED_BATCH_HOOKS]
-        if self.epochs_per_round == 0:  # it only takes round 0's rewind snapshot
-            unused.append(("on_train_batch_start", LotteryTicket))
-        for hook, owner in unused:
-            if getattr(type(self), hook) is getattr(owner, hook):  # a subclass's own hook stays
-                setattr(self, hook, None)
 
     # -- Lightning hooks ------------------------------------------------------------------------------
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 from lottery.pruning.base import Pruner
 from lottery.pruning.magnitude import Magnitude
 from lottery.pruning.grasp import GraSP, GraSPAbs
-from lottery.pruning.random import Random
+from lottery.pruning.random_scores import Random
 from lottery.pruning.snip import FORCE, SNIP, IterativeSNIP
 from lottery.pruning.synflow import SynFlow
 
