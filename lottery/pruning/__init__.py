@@ -1,7 +1,13 @@
-"""Pruners by name: each one only scores weights (`scores(model, batches)`)."""
+"""Pruners by name: each one only scores weights (`scores(model, batches)`).
+
+Every named Pruner subclass in a module of this package is registered when the package is imported, so a
+new pruner is one new file here.
+"""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from typing import Any
 
 from lottery.pruning.base import Pruner
@@ -32,8 +38,16 @@ def get(pruner: str | Pruner, **kwargs: Any) -> Pruner:
     return PRUNERS[pruner](**kwargs)
 
 
-for _cls in (Magnitude, Random, SynFlow, SNIP, IterativeSNIP, FORCE, GraSP, GraSPAbs):
-    register(_cls)
+def _register_package() -> None:
+    """Register every Pruner subclass with a `name` defined in a module of this package, modules in name order."""
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        for obj in vars(module).values():
+            if isinstance(obj, type) and issubclass(obj, Pruner) and obj.__module__ == module.__name__ and obj.name:
+                register(obj)
+
+
+_register_package()
 
 __all__ = ["PRUNERS", "Pruner", "Magnitude", "Random", "SynFlow", "SNIP", "IterativeSNIP", "FORCE", "GraSP",
            "GraSPAbs", "get", "register"]
