@@ -1,8 +1,9 @@
 """LotteryTicket: iterative magnitude pruning (train, prune, rewind, repeat) inside one `trainer.fit`.
 
 The class holds the Lightning hooks and the round transitions only; the pieces they delegate to are named
-modules of this package: the round clock (`clock`), the rewind snapshot (`snapshot`), the live masks
-(`masks`), the round's metrics (`metrics`), the zero-training starts (`start`) and the output (`output`).
+modules of this package: argument checks (`arguments`), the round clock (`clock`), the rewind snapshot
+(`snapshot`), the live masks (`masks`), the round's metrics (`metrics`), the zero-training starts (`start`),
+the checkpointed run state (`state`), the output (`output`) and the hooks switched off (`hooks`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from lottery.pruning import Pruner, get
 from lottery.pruning.inverted import Inverted
 from lottery.sparsity import per_round_fraction, preserves_zeros
 from lottery.ticket import Ticket
+
 
 class LotteryTicket(Callback):
     """Iterative magnitude pruning with rewinding, as a Lightning callback.
@@ -115,7 +117,10 @@ class LotteryTicket(Callback):
         ticket: str | Ticket | None = None,
     ) -> None:
         super().__init__()
-        from_ticket = from_ticket if ticket is None else ticket
+        if ticket is not None:
+            if from_ticket is not None:
+                raise ValueError("pass from_ticket= only (ticket= is its old spelling), not both")
+            from_ticket = ticket
         check_arguments(rounds, epochs_per_round, prune_fraction, density, scope, fractions, optimizer_state,
                         from_ticket, sanity)
         self.from_ticket = Ticket.load(from_ticket) if isinstance(from_ticket, (str, Path)) else from_ticket  # bad files fail here

@@ -48,3 +48,9 @@ def test_from_ticket_and_its_old_spelling(tmp_path):
     new = LotteryTicket(from_ticket=str(path), epochs_per_round=0)
     old = LotteryTicket(ticket=str(path), epochs_per_round=0)
     assert torch.equal(new.from_ticket.masks["w"], old.from_ticket.masks["w"]) and old.ticket is old.from_ticket
+
+
+def test_from_ticket_and_ticket_together_are_refused():
+    t = Ticket({"w": torch.tensor([True, False])}, {}, {"round": 1})
+    with pytest.raises(ValueError, match="not both"):
+        LotteryTicket(from_ticket=t, ticket=t, epochs_per_round=0)
