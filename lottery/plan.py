@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -14,8 +15,8 @@ from lottery.pruning.batches import take
 from lottery.pruning.inverted import Inverted
 from lottery.rng import seeded
 from lottery.sparsity import (
-    DensitySchedule, Geometric, Survivors, check_amount, check_scope, groups, layer_fractions, per_round_fraction,
-    prunable, select,
+    DensitySchedule, Geometric, NaNScoresError, Survivors, check_amount, check_scope, groups, layer_fractions,
+    per_round_fraction, prunable, select,
 )
 from lottery.ticket import Ticket
 
@@ -99,7 +100,20 @@ class Plan:
         """Masks after `round` rounds: score the model as it is and keep each group's scheduled count."""
         scores = score(pruner, model, batches, masks)
         kept = groups(self.sizes, round, self.schedule, self.layer_schedules, self.scope)
-        return select(scores, masks, kept, revive=pruner.revives, survivors=survivors)
+        try:
+            new = select(scores, masks, kept, revive=pruner.revives, survivors=survivors)
+        except NaNScoresError:
+            bad = [n for n in self.names if n in scores and bool(torch.isnan(scores[n]).any())]
+            raise NaNScoresError(
+                f"round {round}: the {pruner.name} scores of {', '.join(bad)} hold NaN, so they cannot be ranked. "
+                "The weights (or the gradients the pruner reads) are probably NaN or infinite: training diverged "
+                "or the model produced NaN. Check the loss and lower the learning rate before pruning.") from None
+        emptied = [n for n in self.names if not bool(new[n].any()) and bool(masks[n].any())]
+        if emptied:
+            warnings.warn(f"round {round} left no weights in {', '.join(emptied)}: unless a skip connection goes around "
+                          "them, the network's output no longer depends on its input. Prune less (a higher density), "
+                          "prune layerwise, or give these layers a lower rate with fractions=.", stacklevel=2)
+        return new
 
 
 def prune(

@@ -20,7 +20,13 @@ def check_arguments(rounds: int, epochs_per_round: int, prune_fraction: float | 
     if not isinstance(epochs_per_round, int) or epochs_per_round < 0:
         raise ValueError(f"epochs_per_round must be a positive integer, or 0 for pruning at initialization; "
                          f"got {epochs_per_round!r}")
-    check_amount(prune_fraction, density)
+    try:
+        check_amount(prune_fraction, density)
+    except ValueError as err:
+        if density is None or prune_fraction is None:
+            raise
+        raise ValueError(f"{err}. On the command line, where a config file sets the other one, add "
+                         "--ticket.prune_fraction null (or --ticket.density null).") from None
     check_fractions(fractions)
     check_scope(scope)
     if optimizer_state not in OPTIMIZER_STATES:

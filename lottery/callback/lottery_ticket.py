@@ -194,22 +194,47 @@ class LotteryTicket(Callback):
         self.live.masker.apply()
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or trainer.state.fn != "fit" or self.monitor not in trainer.callback_metrics:
+        if trainer.sanity_checking or trainer.state.fn != "fit":
             return
-        self.metrics.observe(trainer.callback_metrics, trainer.global_step - self.run.round_start_step)
+        if self.monitor not in trainer.callback_metrics:
+            logged = ", ".join(sorted(trainer.callback_metrics)) or "nothing"
+            raise ValueError(f"LotteryTicket(monitor={self.monitor!r}): the validation logged no such metric; it logged "
+                             f"{logged}. Pass monitor= one of those (and mode='min' or 'max'), or log "
+                             f"{self.monitor!r} in validation_step.")
+        self.metrics.observe(trainer.callback_metrics, trainer.global_step - self.run.round_start_step,
+                             trainer.current_epoch, self.run.round)
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        # a checkpoint saved at an epoch's end comes after the module logged that epoch's training metrics, which
+        # the round's record needs after a resume; state_dict() ran before this hook, so its entry is updated
+        self.metrics.end_epoch(trainer.callback_metrics, _ended_epoch(trainer))
+        checkpoint["callbacks"][self.state_key].update(self.metrics.state())
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.metrics.end_epoch(trainer.callback_metrics, _ended_epoch(trainer))
         while (self.epochs_per_round and self.run.round < self.rounds
                and trainer.current_epoch >= self.clock.round_start_epoch(self.run.round + 1)):
             self.close_round(trainer, pl_module)
             self.next_round(trainer, pl_module)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._finish(trainer, pl_module)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # resumed from a checkpoint taken after the last epoch, Lightning skips training and on_train_end: the
+        # last round was trained but never recorded
+        if not self.run.finished and trainer.fit_loop.epoch_progress.current.completed > 0:
+            self.output.open(trainer, self.tickets)
+            self._finish(trainer, pl_module)
+
+    def _finish(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Record the round being trained when training ends (once)."""
         if self.run.finished:
             return
         if self.epochs_per_round and self.run.round < self.rounds:
             rank_zero_warn(f"LotteryTicket: training stopped in round {self.run.round} of {self.rounds}; "
                            "its ticket is saved with the metrics reached so far.")
+        self.metrics.end_epoch(trainer.callback_metrics, _ended_epoch(trainer))
         self.close_round(trainer, pl_module)
         self.run.finished = True
         self.output.close(trainer, self.tickets)
@@ -280,3 +305,8 @@ class LotteryTicket(Callback):
         shared = self.run.snapshot.model if self.rewind.kind != "none" and self.run.snapshot is not None else None
         self.tickets = unpack_tickets(state["tickets"], shared)
         self._rng_to_restore = state["rng"]
+
+
+def _ended_epoch(trainer: pl.Trainer) -> int:
+    """The last epoch whose end the module has logged (Lightning counts an epoch processed before its end hooks)."""
+    return trainer.fit_loop.epoch_progress.current.processed - 1

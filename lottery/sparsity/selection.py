@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -52,7 +53,13 @@ def select(
         parts = [scores[n].detach().reshape(-1).to(device=device, dtype=dtype) for n in names]
         known = [survivors.positions.get(n) for n in names] if track else None
         candidates = _Candidates(parts, None if revive else [masks[n].reshape(-1) for n in names], names, known)
-        for i, (n, keep) in enumerate(zip(names, candidates.top_k(k))):
+        flags = candidates.top_k(k)
+        if candidates.zero_kept:
+            shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+            warnings.warn(f"only {k - candidates.zero_kept} of the {k} weights to keep in {shown} have a non-zero "
+                          f"score at this step; the other {candidates.zero_kept} (score 0) are kept by lowest index, "
+                          "not by merit. Prune less per step (more steps or a higher density).", stacklevel=2)
+        for i, (n, keep) in enumerate(zip(names, flags)):
             idx = candidates.index[i]
             kept = None if idx is None or not track else idx[keep]
             new[n] = candidates.expand(i, keep, kept).view_as(masks[n])

@@ -40,6 +40,10 @@ def flat_nonzero(flags: Tensor) -> Tensor:
     return positions
 
 
+class NaNScoresError(ValueError):
+    """A pruner's scores hold NaN where they compete: they cannot be ranked."""
+
+
 SAMPLE = 100_000  # entries sampled to bracket the k-th value of a large pool
 COMPACT_BELOW = 0.2  # a part whose survivors are rarer than this is gathered into a compact array
 
@@ -67,6 +71,7 @@ class _Candidates:
         self.masks: list[Tensor | None] = []  # which entries of values compete (None: all)
         self.index: list[Tensor | None] = []  # positions of compacted values in the part (None: not compacted)
         self.total = 0  # competing scores in all parts
+        self.zero_kept = 0  # of the last top_k: weights kept with a score of exactly 0 (ties at a zero threshold)
         for i, (part, size) in enumerate(zip(parts, self.sizes)):
             old = None if olds is None else olds[i]
             idx = None if known is None else known[i]  # the survivors' positions, when the caller tracks them
@@ -93,8 +98,8 @@ class _Candidates:
         mask = self.masks[i]
         return flags if mask is None else flags & mask
 
-    def _nan(self) -> ValueError:
-        return ValueError(f"the pruner returned NaN scores for {self.names}; cannot rank them")
+    def _nan(self) -> NaNScoresError:
+        return NaNScoresError(f"the pruner returned NaN scores for {self.names}; cannot rank them")
 
     def check_nan(self) -> None:
         """Raise if a competing score is NaN (a sum first: one cheap reduction when there is none)."""
@@ -189,6 +194,7 @@ class _Candidates:
                 keeps.append(self._competing(v > threshold, i))
                 ties.append(self._competing(v == threshold, i).nonzero().squeeze(1))
             needed = k - sum(int(torch.count_nonzero(keep)) for keep in keeps)
+        self.zero_kept = needed if bool(threshold == 0) else 0
         for keep, tie in zip(keeps, ties):  # lower positions first, part by part
             take = min(needed, tie.numel())
             keep[tie[:take]] = True
