@@ -208,7 +208,8 @@ class LotteryTicket(Callback):
         # a checkpoint saved at an epoch's end comes after the module logged that epoch's training metrics, which
         # the round's record needs after a resume; state_dict() ran before this hook, so its entry is updated
         self.metrics.end_epoch(trainer.callback_metrics, _ended_epoch(trainer))
-        checkpoint["callbacks"][self.state_key].update(self.metrics.state())
+        if self.state_key in checkpoint.get("callbacks", {}):  # absent from weights-only checkpoints
+            checkpoint["callbacks"][self.state_key].update(self.metrics.state())
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.metrics.end_epoch(trainer.callback_metrics, _ended_epoch(trainer))
