@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import csv
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from lottery.files import atomic_write_text, csv_text, read_csv
+from lottery.files import atomic_write_text, csv_text
 from lottery.ticket import Ticket
 
 TICKETS = "tickets"  # the folder of a run (a Lightning log_dir, a comparison cell) that holds its results
 ROUNDS = "rounds.csv"
 ROUND_COLUMNS = ("round", "density", "pruner", "rewind", "steps")  # from a ticket's metadata; metrics follow
+READ_COLUMNS = ("round", "density")  # what readers of rounds.csv (report, compare) need in every file
 
 
 def rounds_csv(tickets: list[Ticket], monitor: str = "val_loss") -> str:
@@ -39,8 +42,8 @@ class RunLayout:
 
     @classmethod
     def find(cls, run_dir: str | os.PathLike) -> RunLayout:
-        """The results folder at or below `run_dir` holding a rounds.csv (the last one in path order)."""
-        found = sorted(Path(run_dir).glob(f"**/{ROUNDS}"))
+        """The results folder at or below `run_dir` holding a rounds.csv (the last in natural order: version_10 after version_9)."""
+        found = sorted(Path(run_dir).glob(f"**/{ROUNDS}"), key=_natural)
         if not found:
             raise FileNotFoundError(f"no {ROUNDS} under {run_dir}; point at a run's folder (it holds {TICKETS}/{ROUNDS})")
         return cls(found[-1].parent)
@@ -59,8 +62,28 @@ class RunLayout:
         return sorted(self.folder.glob("round_*.safetensors"))
 
     def read_rounds(self) -> list[dict[str, str]]:
-        """The rows of rounds.csv."""
-        return read_csv(self.rounds)
+        """The rows of rounds.csv; a file cut short (a missing column or field) is refused naming the file and line."""
+        fix = ("it was cut short while being written or was edited; resume or rerun the run to write it again, "
+               "or delete the incomplete line")
+        with open(self.rounds, newline="") as f:
+            reader = csv.DictReader(f)
+            header = reader.fieldnames
+            if not header:
+                raise ValueError(f"{self.rounds} is empty (no header line); {fix}.")
+            missing = [c for c in READ_COLUMNS if c not in header]
+            if missing:
+                raise ValueError(f"{self.rounds} has no {' or '.join(missing)} column (its header: {', '.join(header)}); {fix}.")
+            rows = []
+            for row in reader:
+                if None in row:
+                    raise ValueError(f"{self.rounds} is malformed (line {reader.line_num} has "
+                                     f"{len(header) + len(row[None])} fields, the header {len(header)}); {fix}.")
+                have = sum(v is not None for v in row.values())
+                if have < len(header):
+                    raise ValueError(f"{self.rounds} is incomplete (line {reader.line_num} has {have} of {len(header)} "
+                                     f"fields); {fix}.")
+                rows.append(row)
+        return rows
 
     def save(self, ticket: Ticket, tickets: list[Ticket], monitor: str, overwrite: bool = True) -> Path:
         """Write `ticket`'s file (unless it exists and not `overwrite`) and rounds.csv of `tickets`; the ticket's path."""
@@ -69,3 +92,8 @@ class RunLayout:
             ticket.save(path)
         atomic_write_text(self.rounds, rounds_csv(tickets, monitor))
         return path
+
+
+def _natural(path: Path) -> list[list[str | int]]:
+    """Sort key of a path whose digit runs compare as numbers (run/version_10 after run/version_9)."""
+    return [[int(t) if i % 2 else t for i, t in enumerate(re.split(r"(\d+)", part))] for part in path.parts]

@@ -81,14 +81,14 @@ def report(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]
     out = Path(out_dir) if out_dir is not None else layout.folder
     out.mkdir(parents=True, exist_ok=True)
     tickets = [Ticket.load(p) for p in layout.tickets()]
-    density = [float(r["density"]) for r in rows]
+    density = _floats(rows, "density", layout.rounds)
     written = []
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for key, label in (("test_acc", "test accuracy (end of round)"), ("test_acc_at_best", "test accuracy at early stopping"),
                        ("val_acc", "validation accuracy")):
         if rows and key in rows[0] and rows[0][key] != "":
-            ax.plot([100 * d for d in density], [100 * float(r[key]) for r in rows], "o-", label=label)
+            ax.plot([100 * d for d in density], [100 * v for v in _floats(rows, key, layout.rounds)], "o-", label=label)
     density_axis(ax)
     ax.set_ylabel("accuracy (%)")
     ax.set_title("accuracy against density")
@@ -120,6 +120,18 @@ def report(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]
     lines += ["", "![accuracy against density](accuracy_vs_density.png)", "", "![per-layer density](layer_density.png)", ""]
     written.append(atomic_write_text(out / "report.md", "\n".join(lines)))
     return written
+
+
+def _floats(rows: Sequence[dict[str, str]], key: str, path: Path) -> list[float]:
+    """The column `key` of rounds.csv rows as numbers (an empty field is NaN); a field that is no number names its line."""
+    out = []
+    for line, row in enumerate(rows, start=2):
+        try:
+            out.append(float(row[key]) if row[key] != "" else float("nan"))
+        except ValueError:
+            raise ValueError(f"{path} line {line}: {key} is {row[key]!r}, not a number; resume or rerun the run to "
+                             "write rounds.csv again, or correct that line.") from None
+    return out
 
 
 def _fmt(value: str, integer: bool) -> str:

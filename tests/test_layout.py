@@ -33,3 +33,27 @@ def test_an_existing_ticket_is_kept_unless_overwritten(tmp_path):
     layout.save(first, [first], "val_loss")
     layout.save(second, [second], "val_loss", overwrite=False)
     assert torch.equal(Ticket.load(layout.ticket(1)).masks["w"], first.masks["w"])
+
+
+def test_find_picks_the_newest_version_by_number(tmp_path):
+    for v in (2, 9, 10):
+        layout = RunLayout.under(tmp_path / "run" / f"version_{v}")
+        layout.save(ticket(0, [True, True]), [ticket(0, [True, True])], "val_loss")
+    assert RunLayout.find(tmp_path / "run").folder == tmp_path / "run" / "version_10" / "tickets"
+    assert RunLayout.find(tmp_path).folder == tmp_path / "run" / "version_10" / "tickets"
+
+
+@pytest.mark.parametrize("text,problem", [
+    ("round,density,pruner,rewind,steps,best_val_loss,best_step,val_acc,test_acc\n1,0.5", r"line 2 has 2 of 9 fields"),
+    ("round,density,pruner,rewind,steps,best_val_loss,best_step,val_acc,test_acc\n0,1.0,m,init,10,0.1,3,0.5,0.4\n1,0.5,m",
+     r"line 3 has 3 of 9 fields"),
+    ("round,density,pruner\n0,1.0,m,extra", r"line 2 has 4 fields, the header 3"),
+    ("", r"is empty"),
+    ("round,dens", r"has no density column"),
+])
+def test_an_incomplete_rounds_csv_is_refused_naming_the_file(tmp_path, text, problem):
+    layout = RunLayout(tmp_path / "tickets")
+    layout.folder.mkdir()
+    layout.rounds.write_text(text)
+    with pytest.raises(ValueError, match=f"{tmp_path}/tickets/rounds.csv .*{problem}"):
+        layout.read_rounds()

@@ -49,3 +49,28 @@ def test_report_writes_plots_and_table(tmp_path, capsys):
     assert "| round | density | best_step | val_acc | test_acc | test_acc_at_best |" in md
     assert "| 0 | 1.0000 | 5 | 0.9000 | 0.8900 | 0.9000 |" in md
     assert "| 2 | 0.7000 | 5 | 0.8800 | 0.8700 | 0.9000 |" in md  # (64 + 20) / 120 weights
+
+
+def test_report_on_a_truncated_rounds_csv_names_the_file(tmp_path):
+    import pytest
+
+    folder = tmp_path / "run" / "version_0" / "tickets"
+    folder.mkdir(parents=True)
+    t = Ticket({"fc.weight": torch.ones(4, 4, dtype=torch.bool)}, metadata={"round": 0, "metrics": {"val_acc": 0.5}})
+    t.save(folder / "round_00.safetensors")
+    full = rounds_csv([t])
+    (folder / "rounds.csv").write_text(full.splitlines()[0] + "\n0,1.0")  # the header and half a row
+    with pytest.raises(ValueError, match=r"rounds.csv is incomplete \(line 2 has 2 of \d+ fields\)"):
+        main(["report", str(tmp_path / "run")])
+
+
+def test_report_on_a_rounds_csv_with_a_density_that_is_no_number_names_the_file_and_line(tmp_path):
+    import pytest
+
+    folder = tmp_path / "run" / "tickets"
+    folder.mkdir(parents=True)
+    t = Ticket({"fc.weight": torch.ones(4, 4, dtype=torch.bool)}, metadata={"round": 0, "metrics": {"val_acc": 0.5}})
+    lines = rounds_csv([t, t]).splitlines()
+    (folder / "rounds.csv").write_text("\n".join([lines[0], lines[1], lines[2].replace("1.000000", "1.0x")]) + "\n")
+    with pytest.raises(ValueError, match=r"tickets/rounds.csv line 3: density is '1.0x', not a number"):
+        main(["report", str(tmp_path / "run")])

@@ -28,10 +28,31 @@ def pruned_at_init(trainer: pl.Trainer, module: pl.LightningModule, plan: Plan, 
 
 
 def load_given(ticket: Ticket, variant: str | None, module: pl.LightningModule, seed: int) -> Ticket:
-    """Put the given ticket (after the sanity `variant`, if any) into `module`: its weights where it has them, its masks."""
+    """Put the given ticket (after the sanity `variant`, if any) into `module`: its weights where it has them, its masks.
+
+    The ticket is checked against `module` first (names, shapes, finite values, some weight kept), so a refused
+    ticket leaves `module` unchanged; prunable layers it has no mask for stay dense, and a warning names them.
+    """
+    from pytorch_lightning.utilities import rank_zero_warn
+
+    from lottery.sparsity import default_prunable
+
+    ticket.check(module)
     if variant is not None:
         ticket = sanity.VARIANTS[variant](ticket, module, seed)
     if ticket.weights:
         ticket.rewind(module)
-    ticket.apply(module)  # also checks that the masks fit this model
+    else:
+        ticket.apply(module)
+    prunable = default_prunable(module)
+    dense = ticket.uncovered(prunable)
+    if dense:
+        params = dict(module.named_parameters())
+        kept = sum(int(m.count_nonzero()) for m in ticket.masks.values()) + sum(params[n].numel() for n in dense)
+        total = sum(m.numel() for m in ticket.masks.values()) + sum(params[n].numel() for n in dense)
+        shown = ", ".join(dense[:12]) + (f" and {len(dense) - 12} more" if len(dense) > 12 else "")
+        rank_zero_warn(f"LotteryTicket: the given ticket leaves {len(dense)} of the model's {len(prunable)} prunable "
+                       f"layers dense: {shown}. All their weights are trained, so the density of the prunable weights "
+                       f"is {kept / total:.4f}, not the ticket's {ticket.density:.4f}. If that is not intended, make the "
+                       "ticket from a run that prunes these layers too.")
     return ticket

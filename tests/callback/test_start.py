@@ -98,3 +98,30 @@ def test_training_a_given_ticket_and_its_sanity_variants(tmp_path):
         LotteryTicket(sanity="shuffle", epochs_per_round=0)
     with pytest.raises(FileNotFoundError, match="no ticket"):
         LotteryTicket(ticket=str(tmp_path / "missing.safetensors"), epochs_per_round=0)
+
+
+def test_a_given_ticket_covering_some_layers_says_which_stay_dense(tmp_path):
+    from helpers import Module
+
+    torch.manual_seed(0)
+    ticket = prune(Module(scheduler=None), "magnitude", density=0.2)
+    del ticket.masks["net.fc2.weight"]
+    path = ticket.save(tmp_path / "t.safetensors")
+    with pytest.warns(UserWarning, match=r"leaves 1 of the model's 3 prunable layers dense: net\.fc2\.weight"):
+        _train_ticket(tmp_path / "partial", str(path))
+
+
+def test_load_given_refuses_a_broken_ticket_before_changing_the_module():
+    from helpers import Module
+
+    from lottery.callback.start import load_given
+
+    torch.manual_seed(0)
+    module = Module(scheduler=None)
+    ticket = prune(module, "magnitude", density=0.2)
+    ticket.weights["net.fc1.bias"][0] = float("nan")
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    for variant in (None, "shuffle"):
+        with pytest.raises(ValueError, match=r"not finite: net\.fc1\.bias"):
+            load_given(ticket, variant, module, 0)
+        assert all(torch.equal(v, before[k]) for k, v in module.state_dict().items())
