@@ -8,6 +8,8 @@ from __future__ import annotations
 import sys
 
 from lottery.experiment import LotteryCLI, build_cli
+from lottery.resume import ResumeError
+from lottery.lock import RunLockedError
 
 __all__ = ["TOOLS", "LotteryCLI", "main"]
 
@@ -55,13 +57,17 @@ def _tool(argv: list[str]) -> None:
 
 
 def main(args: list[str] | None = None) -> None:
-    """Entry point of the `lottery` console script."""
+    """Entry point of the `lottery` console script; a refused run (folder in use, nothing to resume, changed
+    settings) exits with status 1 and its message."""
     argv = sys.argv[1:] if args is None else args
-    if argv and argv[0] in TOOLS:
-        return _tool(argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print("Subcommands that do not train:\n" + "\n".join(f"  {line}" for line in TOOLS.values()) + "\n")
-    build_cli(args)
+    try:
+        if argv and argv[0] in TOOLS:
+            return _tool(argv)
+        if not argv or argv[0] in ("-h", "--help"):
+            print("Subcommands that do not train:\n" + "\n".join(f"  {line}" for line in TOOLS.values()) + "\n")
+        build_cli(args)
+    except (RunLockedError, ResumeError) as err:
+        raise SystemExit(f"lottery {argv[0]}: error: {err}") from err
 
 
 if __name__ == "__main__":

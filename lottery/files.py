@@ -1,4 +1,5 @@
-"""Files of a run: atomic writes (a reader never sees a half-written ticket or summary) and CSV text."""
+"""Files of a run: atomic writes (a reader never sees a half-written ticket or summary), CSV text, and the check
+that a zip file (a torch checkpoint) is complete."""
 
 from __future__ import annotations
 
@@ -6,14 +7,26 @@ import csv
 import io
 import os
 import tempfile
+import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write `data` to `path` through a temporary file in the same folder and a rename."""
+    """Write `data` to `path` through a temporary file in the same folder and a rename; an OSError (a full disk,
+    a missing permission) is raised again naming `path`, with its errno kept."""
     path = Path(path)
+    try:
+        return _write_through_temporary(path, data)
+    except OSError as err:
+        if err.errno is None:
+            raise OSError(f"could not write {path}: {err}") from err
+        raise OSError(err.errno, f"could not write {path}: {err.strerror or err} (the file is unchanged; free space "
+                      "or fix the folder's permissions, then run again)") from err
+
+
+def _write_through_temporary(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     umask = os.umask(0)
@@ -51,3 +64,14 @@ def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
     """The rows of a CSV file as dicts."""
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
+
+
+def zip_problem(path: str | os.PathLike) -> str | None:
+    """What makes the zip file at `path` unreadable (a write cut short), or None when every member's CRC checks;
+    reads the archive's bytes only, never unpickles (torch checkpoints are zip archives)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+        return f"not a complete zip archive ({err})"
+    return None if bad is None else f"member {bad} fails its CRC check"

@@ -8,7 +8,7 @@ LOTTERY = Path(__file__).parents[1] / "lottery"
 
 # bottom first; a module may import only modules of its own layer or of layers before it
 LAYERS = [
-    ["lottery.files", "lottery.rng", "lottery.plots", "lottery.nvml"],
+    ["lottery.files", "lottery.rng", "lottery.plots", "lottery.nvml", "lottery.lock"],
     ["lottery.ticket"],
     ["lottery.layout"],
     ["lottery.sparsity"],
@@ -20,6 +20,7 @@ LAYERS = [
     ["lottery.integrations"],
     ["lottery.callback"],
     ["lottery.module", "lottery.data"],
+    ["lottery.resume"],
     ["lottery.stability", "lottery.experiment"],
     ["lottery.compare"],
     ["lottery.cli"],

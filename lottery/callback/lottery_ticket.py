@@ -87,10 +87,12 @@ class LotteryTicket(Callback):
     than round 0 had from k: its schedule continues M steps past round 0's end and the data order restarts
     at an epoch start instead of replaying batch M. With ``rewind="none"`` every round trains E epochs.
 
-    Resume: all state (round, masks, rewind snapshot with optimizer and scheduler state, tickets, the
-    random generators at the checkpoint) is in `state_dict`, so ``trainer.fit(..., ckpt_path="last")``
-    after a kill continues to the same tickets as an uninterrupted run when it restarts from an
-    epoch-end checkpoint.
+    Resume: all state (round, masks, rewind snapshot with optimizer and scheduler state, tickets, the last
+    epoch's training metrics, the random generators at the checkpoint) is in `state_dict`, so
+    ``trainer.fit(..., ckpt_path=PATH)`` from an epoch-end checkpoint (``ModelCheckpoint(save_on_train_epoch_end=True)``)
+    continues to the same tickets and rounds.csv as an uninterrupted run; a run resumed after its last epoch
+    records its last round at once. (``ckpt_path="last"`` finds last.ckpt only in the checkpoint folder of the
+    new Trainer: give the ModelCheckpoint a fixed ``dirpath``. From the command line, ``lottery fit ... --resume``.)
     """
 
 

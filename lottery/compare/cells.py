@@ -142,5 +142,5 @@ def fit_args(base: str, folder: Path, cell: Cell, common: list[str]) -> list[str
     # mid-epoch, so a cell resumed from a validation inside an epoch would not train what it would have
     return ["fit", "--config", base, "--seed_everything", str(cell.seed), "--trainer.default_root_dir", str(folder),
             "--trainer.enable_progress_bar", "false", *ticket_args(dirpath=RunLayout.under(folder).folder),
-            "--trainer.callbacks+=pytorch_lightning.callbacks.ModelCheckpoint",
+            "--trainer.callbacks+=lottery.resume.Checkpoint",
             "--trainer.callbacks.save_on_train_epoch_end", "true", *common, *cell.args]

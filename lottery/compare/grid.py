@@ -10,6 +10,7 @@ from lottery.compare.cells import check_arguments, phase_one, phase_two
 from lottery.compare.launch import Launcher
 from lottery.compare.spec import Spec
 from lottery.layout import RunLayout
+from lottery.lock import RunLock
 
 
 def run(spec_path: str | Path, workers: int | None = None, launcher: str | None = None) -> Path:
@@ -21,7 +22,12 @@ def run(spec_path: str | Path, workers: int | None = None, launcher: str | None 
         spec.launcher = launcher
     check_arguments(spec)
     out = Path(spec.out)
-    out.mkdir(parents=True, exist_ok=True)
+    with RunLock(out, "lottery compare"):  # one comparison per folder; its cells lock their own folders
+        return _run(spec, out)
+
+
+def _run(spec: Spec, out: Path) -> Path:
+    """The two phases of `spec` in `out` (locked by the caller)."""
     launch = Launcher(spec)
     try:
         # A seed's phase-two cells start as soon as its IMP cells finish, so no worker waits for other seeds.

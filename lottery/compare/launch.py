@@ -12,10 +12,13 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from lottery.compare.cells import DONE, Cell, fit_args
+import yaml
+
+from lottery.compare.cells import DONE, Cell, callback_parameters, fit_args, ticket_flag
 from lottery.compare.results import cell_rows
 from lottery.compare.spec import Spec
-from lottery.experiment import fit
+from lottery.experiment import GROUP, fit
+from lottery.resume import SAVED_CONFIG, newest_checkpoint, versions
 from lottery.files import atomic_write_text
 from lottery.layout import RunLayout
 
@@ -29,22 +32,52 @@ def run_cell(base: str, out: str, cell: Cell, common: list[str], threads: int) -
     done = folder / DONE
     if done.exists():
         return json.loads(done.read_text())["rows"]
-    # a cell killed part-way continues from its newest checkpoint: finished rounds are not trained again
-    checkpoints = sorted(folder.glob("**/checkpoints/*.ckpt"), key=lambda p: p.stat().st_mtime)
-    resume = ["--ckpt_path", str(checkpoints[-1])] if checkpoints else []
+    # a cell killed part-way continues from its newest complete checkpoint: finished rounds are not trained again
+    checkpoint = newest_checkpoint(folder.glob("**/checkpoints/*.ckpt"))
+    resume = ["--ckpt_path", str(checkpoint)] if checkpoint else []
+    args = [*fit_args(base, folder, cell, common), *resume]
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     start = time.perf_counter()
     try:
-        fit([*fit_args(base, folder, cell, common), *resume])
+        fit(args)
     finally:
         torch.set_num_threads(before)
     wall = time.perf_counter() - start
-    rows = cell_rows(cell.experiment, cell.kind, cell.seed, RunLayout.under(folder).read_rounds(), wall, key)
+    layout = RunLayout.under(folder)
+    check_rounds(folder, layout, cell.kind, expected_pruning_rounds(folder, base, args))
+    rows = cell_rows(cell.experiment, cell.kind, cell.seed, layout.read_rounds(), wall, key)
     atomic_write_text(done, json.dumps({"cell": asdict(cell), "rows": rows}))
     with open(Path(out) / "executed.log", "a") as f:  # one line per cell actually trained
         f.write(key + "\n")
     return rows
+
+
+def expected_pruning_rounds(folder: Path, base: str, args: list[str]) -> int:
+    """The cell's `ticket.rounds`: from the config.yaml its newest run saved, else from its arguments and base config."""
+    for run in versions(folder / "lightning_logs"):
+        saved = run / SAVED_CONFIG
+        if saved.is_file():
+            rounds = ((yaml.safe_load(saved.read_text()) or {}).get(GROUP) or {}).get("rounds")
+            if rounds is not None:
+                return int(rounds)
+    flag = ticket_flag("rounds")
+    if flag in args:
+        return int(args[len(args) - 1 - args[::-1].index(flag) + 1])  # the last one given wins
+    ticket = (yaml.safe_load(Path(base).read_text()) or {}).get(GROUP) or {}
+    return int(ticket.get("rounds", callback_parameters()["rounds"].default))
+
+
+def check_rounds(folder: Path, layout: RunLayout, kind: str, rounds: int) -> None:
+    """Raise when the cell's rounds.csv lacks a round it should have: 0..`rounds` for IMP, 1 for the others."""
+    expected = set(range(rounds + 1)) if kind == "imp" else {1}
+    present = {int(r["round"]) for r in layout.read_rounds()} if layout.rounds.is_file() else set()
+    missing = sorted(expected - present)
+    if missing:
+        raise RuntimeError(f"cell {folder} finished training but {layout.rounds} lacks round(s) "
+                           f"{', '.join(map(str, missing))} of {sorted(expected)}; the cell is not marked done "
+                           f"({DONE} not written). Run `lottery compare` again to resume it; if the rounds stay "
+                           "missing, the run's log in that folder says why.")
 
 
 def _pin(devices: Any) -> None:

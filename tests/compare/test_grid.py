@@ -34,3 +34,13 @@ def test_ray_launcher_gives_the_same_rows(spec, tmp_path):
     finally:
         ray.shutdown()
     assert rows(on_ray) == rows(sequential)
+
+
+def test_a_second_comparison_in_one_folder_is_refused(spec, tmp_path):
+    from lottery.lock import RunLock, RunLockedError
+
+    path = spec("busy")
+    with RunLock(tmp_path / "busy", "lottery compare"):
+        with pytest.raises(RunLockedError, match=f"{tmp_path / 'busy'} is in use by lottery compare \\(pid "):
+            compare.run(path, workers=1)
+    assert not (tmp_path / "busy" / "cells").exists()
