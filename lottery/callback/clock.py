@@ -68,6 +68,25 @@ class RoundClock:
             self.check()
             self.set_budget(trainer)
 
+    def check_schedulers(self, trainer: pl.Trainer) -> None:
+        """Raise before training if an LR scheduler with a fixed length (OneCycleLR's total_steps) cannot last a round."""
+        for cfg in trainer.lr_scheduler_configs:
+            total = getattr(cfg.scheduler, "total_steps", None)
+            if total is None or not self.steps_per_epoch:
+                continue
+            per_epoch = self.steps_per_epoch if cfg.interval == "step" else 1
+            if self.rewind.kind == "none":  # the schedule runs on through every round
+                needed, how = self.round_start_epoch(self.rounds + 1) * per_epoch, "all rounds without rewinding"
+            else:  # each later round restarts the schedule where it was at the rewind point
+                start = self.rewind_step if cfg.interval == "step" else self.rewind_step // self.steps_per_epoch
+                needed = max(self.epochs * per_epoch, start + self.later_epochs * per_epoch)
+                how = f"the rewind point ({start}) plus a later round ({self.later_epochs * per_epoch})"
+            if needed > total:
+                raise ValueError(
+                    f"the LR scheduler {type(cfg.scheduler).__name__} has total_steps={total}, but the rounds need "
+                    f"{needed} of its steps ({how}; interval {cfg.interval!r}). Size it for {needed} steps, or rewind "
+                    "to a whole epoch ('1ep') so a later round trains no more than round 0 had from there.")
+
     def set_budget(self, trainer: pl.Trainer) -> None:
         """Set the Trainer's max_epochs to the end of the last round (and say so when it changes)."""
         total = self.round_start_epoch(self.rounds + 1)
@@ -80,3 +99,11 @@ class RoundClock:
             )
         if trainer.max_steps not in (-1, None):
             rank_zero_warn(f"Trainer(max_steps={trainer.max_steps}) may stop training before the {self.rounds} rounds end.")
+
+
+def iteration(trainer: pl.Trainer) -> int:
+    """Training iterations so far: optimizer steps under automatic optimization (accumulation counted), batches
+    under manual optimization (however many optimizers a batch steps). Rewind points and round lengths count these."""
+    if trainer.lightning_module.automatic_optimization:
+        return trainer.global_step
+    return trainer.fit_loop.epoch_loop.batch_progress.total.completed

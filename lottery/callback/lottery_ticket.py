@@ -21,7 +21,7 @@ from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from lottery import rng
 from lottery.callback import hooks, start
 from lottery.callback.arguments import check_arguments
-from lottery.callback.clock import RoundClock
+from lottery.callback.clock import RoundClock, iteration
 from lottery.callback.masks import LiveMasks
 from lottery.callback.metrics import RoundMetrics
 from lottery.callback.output import RunOutput
@@ -34,6 +34,8 @@ from lottery.pruning.inverted import Inverted
 from lottery.sparsity import per_round_fraction, preserves_zeros
 from lottery.ticket import Ticket
 
+DEFAULT_ROUNDS = 10  # IMP rounds after the dense round 0 when `rounds` is not given
+
 
 class LotteryTicket(Callback):
     """Iterative magnitude pruning with rewinding, as a Lightning callback.
@@ -45,7 +47,8 @@ class LotteryTicket(Callback):
 
     Args:
         pruner: registry name (``"magnitude"``, ``"random"``, ...) or a `lottery.pruning.Pruner`.
-        rounds: pruning rounds after the dense round 0.
+        rounds: pruning rounds after the dense round 0 (default 10); with ``epochs_per_round=0``, the scoring
+            steps (default: the pruner's own, e.g. 1 for SNIP, 100 for SynFlow, 60 for Iterative SNIP and FORCE).
         epochs_per_round: epochs each round trains.
         prune_fraction: fraction of the surviving weights removed per round (default 0.2).
         density: final fraction of weights kept; the per-round fraction is then 1 - density^(1/rounds).
@@ -99,7 +102,7 @@ class LotteryTicket(Callback):
     def __init__(
         self,
         pruner: str | Pruner = "magnitude",
-        rounds: int = 10,
+        rounds: int | None = None,
         epochs_per_round: int = 1,
         prune_fraction: float | None = None,
         density: float | None = None,
@@ -123,11 +126,13 @@ class LotteryTicket(Callback):
             if from_ticket is not None:
                 raise ValueError("pass from_ticket= only (ticket= is its old spelling), not both")
             from_ticket = ticket
+        self.pruner = Inverted(pruner) if invert else get(pruner)
+        if rounds is None:  # pruning at initialization takes the pruner's own number of scoring steps
+            rounds = self.pruner.default_rounds if epochs_per_round == 0 else DEFAULT_ROUNDS
         check_arguments(rounds, epochs_per_round, prune_fraction, density, scope, fractions, optimizer_state,
                         from_ticket, sanity)
         self.from_ticket = Ticket.load(from_ticket) if isinstance(from_ticket, (str, Path)) else from_ticket  # bad files fail here
         self.sanity = sanity
-        self.pruner = Inverted(pruner) if invert else get(pruner)
         self.rewind = RewindPoint.parse(rewind)
         if epochs_per_round == 0 and self.rewind.kind != "init":
             raise ValueError(f"pruning at initialization (epochs_per_round=0) keeps the initial values; rewind={rewind!r} "
@@ -166,6 +171,13 @@ class LotteryTicket(Callback):
         if self.run.base_seed is None:
             self.run.base_seed = self.seed if self.seed is not None else torch.initial_seed()
         if self.epochs_per_round > 0:
+            if trainer.early_stopping_callbacks:
+                raise ValueError(
+                    "LotteryTicket with IMP rounds (epochs_per_round > 0) and EarlyStopping on the Trainer: "
+                    "EarlyStopping's best score carries over from round to round and its stop ends the whole run, "
+                    "not a round. Remove EarlyStopping: every round records its own early stopping, Frankle & "
+                    f"Carbin's early-stopping iteration (best_{self.monitor}, best_step, and the metrics at that "
+                    "step as *_at_best in rounds.csv). With epochs_per_round=0 (one ticket trained) it works as usual.")
             self.clock.set_budget(trainer)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -180,14 +192,16 @@ class LotteryTicket(Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         batches = trainer.num_training_batches
         self.clock.start(trainer, None if math.isinf(batches) else math.ceil(batches / trainer.accumulate_grad_batches))
+        self.clock.check_schedulers(trainer)
         self.output.open(trainer, self.tickets)
         if self.epochs_per_round == 0 and self.run.round == 0:
             self._start_sparse(trainer, pl_module)
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
-        if (self.run.snapshot is None and self.run.round == 0 and self.epochs_per_round
-                and trainer.global_step >= self.clock.rewind_step):
-            self.run.snapshot = Snapshot.of_training(trainer, pl_module)
+        if self.run.snapshot is None and self.run.round == 0 and self.epochs_per_round:
+            step = iteration(trainer)
+            if step >= self.clock.rewind_step:
+                self.run.snapshot = Snapshot.of_training(trainer, pl_module, step)
 
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
         self.live.masker.zero_grads()
@@ -203,7 +217,7 @@ class LotteryTicket(Callback):
             raise ValueError(f"LotteryTicket(monitor={self.monitor!r}): the validation logged no such metric; it logged "
                              f"{logged}. Pass monitor= one of those (and mode='min' or 'max'), or log "
                              f"{self.monitor!r} in validation_step.")
-        self.metrics.observe(trainer.callback_metrics, trainer.global_step - self.run.round_start_step,
+        self.metrics.observe(trainer.callback_metrics, iteration(trainer) - self.run.round_start_step,
                              trainer.current_epoch, self.run.round)
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
@@ -264,14 +278,20 @@ class LotteryTicket(Callback):
             done = (f"{self.pruner.name} pruned at initialization in {self.rounds} steps to density "
                     f"{self.live.density:.6f}; training the ticket")
         self.run.round = 1
-        self.run.round_start_step = trainer.global_step
+        self.run.round_start_step = iteration(trainer)
         rank_zero_info(f"LotteryTicket: {done} for max_epochs={trainer.max_epochs}.")
 
     def close_round(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Record the ticket trained in the current round, with its metrics, on disk and in the loggers."""
         meta = {"round": self.run.round, "pruner": self.run.label, "rewind": str(self.rewind), "scope": self.scope,
-                "prune_fraction": self.prune_fraction, "steps": trainer.global_step - self.run.round_start_step,
-                "metrics": self.metrics.summary(trainer.callback_metrics)}
+                "prune_fraction": self.prune_fraction, "steps": iteration(trainer) - self.run.round_start_step,
+                "metrics": self.metrics.summary()}
+        if self.metrics.best is None:
+            rank_zero_warn(
+                f"LotteryTicket: round {self.run.round} had no validation, so it records no validation values and "
+                f"best_{self.monitor} is NaN (Trainer check_val_every_n_epoch={trainer.check_val_every_n_epoch}, "
+                f"limit_val_batches={trainer.limit_val_batches}). To measure every round, validate at least once per "
+                f"round: check_val_every_n_epoch dividing epochs_per_round ({self.epochs_per_round}).")
         ticket = Ticket({n: m.cpu() for n, m in self.live.masks.items()}, self.run.ticket_weights(), meta)
         ticket.metadata["density"] = ticket.density
         self.tickets.append(ticket)
@@ -292,7 +312,7 @@ class LotteryTicket(Callback):
             self.run.snapshot.restore(trainer, pl_module, self.optimizer_state)
             self.live.masker.apply()
             self.live.mask_optimizers(trainer)
-        self.run.round_start_step = trainer.global_step
+        self.run.round_start_step = iteration(trainer)
         self.metrics.reset()
 
     # -- checkpointing --------------------------------------------------------------------------------

@@ -47,15 +47,16 @@ class RoundMetrics:
 
     def observe(self, metrics: Mapping[str, Any], step: int, epoch: int, round: int) -> None:
         """One validation's metrics at `step` of the round, in `epoch` (`metrics` must hold the monitored value)."""
-        # kept in the checkpoint: a run resumed at a round boundary closes the round with these metrics
-        self.last = scalars(metrics)
+        # kept in the checkpoint: a run resumed at a round boundary closes the round with these metrics (training
+        # values at a validation are an earlier epoch's: they come from end_epoch)
+        self.last = {k: v for k, v in scalars(metrics).items() if not k.startswith(TRAIN)}
         value = float(metrics[self.monitor])
         self._check_divergence(value, step, round)
         if self.best is None or (value < self.best if self.mode == "min" else value > self.best):
             self.best, self.best_step, self.best_epoch = value, step, epoch
             # what else was measured then (test accuracy at the early-stopping iteration, say); training values
             # of this epoch come when it ends
-            self.at_best = {k: v for k, v in self.last.items() if not k.startswith(TRAIN)}
+            self.at_best = dict(self.last)
             if self.train_epoch == epoch:
                 self.at_best.update(self.train)
 
@@ -82,10 +83,11 @@ class RoundMetrics:
                        "pruned from these weights means nothing. Lower the learning rate (or add warmup or "
                        "gradient clipping) and train again.")
 
-    def summary(self, metrics: Mapping[str, Any]) -> dict[str, float]:
-        """The round's record: the last values (updated by `metrics`, the Trainer's now, and the last epoch's
-        training values), those at the best, the best value and its step."""
-        out = {**self.last, **scalars(metrics), **self.train}
+    def summary(self) -> dict[str, float]:
+        """The round's record: its last validation's values and last epoch's training values, those at the best
+        validation, the best value and its step. Only what was measured in this round: a round without a
+        validation has no validation values (Lightning keeps earlier rounds' in `callback_metrics`)."""
+        out = {**self.last, **self.train}
         out.update({f"{k}_at_best": v for k, v in self.at_best.items() if k != self.monitor})
         out[f"best_{self.monitor}"] = self.best if self.best is not None else float("nan")
         out["best_step"] = self.best_step if self.best_step is not None else -1

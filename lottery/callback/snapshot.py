@@ -31,13 +31,13 @@ class Snapshot:
         return cls(module_state(module))
 
     @classmethod
-    def of_training(cls, trainer: pl.Trainer, module: pl.LightningModule) -> Snapshot:
-        """Module, optimizers and schedulers at the Trainer's current step."""
+    def of_training(cls, trainer: pl.Trainer, module: pl.LightningModule, step: int) -> Snapshot:
+        """Module, optimizers and schedulers at iteration `step` (now)."""
         return cls(
             module_state(module),
             [copy.deepcopy(opt.state_dict()) for opt in trainer.optimizers],
             [copy.deepcopy(cfg.scheduler.state_dict()) for cfg in trainer.lr_scheduler_configs],
-            trainer.global_step,
+            step,
         )
 
     def restore(self, trainer: pl.Trainer, module: pl.LightningModule, optimizer_state: str) -> None:
