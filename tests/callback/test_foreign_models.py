@@ -1,0 +1,122 @@
+"""LotteryTicket on models this project did not write: Lightning's demo transformer and BoringModel, torchvision's
+ResNet-18. Densities follow the schedule exactly, pruned weights are exactly zero, rewinds restore the init."""
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.demos import LightningTransformer
+from pytorch_lightning.demos.boring_classes import BoringModel
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from lottery import LotteryTicket
+from lottery.sparsity import default_prunable, kept_count
+
+
+class Transformer(LightningTransformer):
+    """Lightning's demo, on token batches made here (its own data would be downloaded)."""
+
+    def prepare_data(self):
+        pass
+
+    def train_dataloader(self):
+        g = torch.Generator().manual_seed(0)
+        tokens = torch.randint(0, 50, (16, 9), generator=g)
+        return DataLoader(TensorDataset(tokens[:, :-1], tokens[:, 1:]), batch_size=4)
+
+
+def fit(module, cb, **kw):
+    kw.setdefault("logger", False)
+    t = pl.Trainer(callbacks=[cb], accelerator="cpu", enable_progress_bar=False, enable_model_summary=False,
+                   enable_checkpointing=False, num_sanity_val_steps=0, **kw)
+    t.fit(module)
+    return t
+
+
+def check_ticket_rounds(module, cb, init, layerwise=False):
+    """Each round's exact kept counts, pruned weights at zero, rewind values = the init."""
+    names = list(cb.tickets[-1].masks)
+    params = dict(module.named_parameters())
+    sizes = {n: params[n].numel() for n in names}
+    for t in cb.tickets:
+        kept = sum(int(m.sum()) for m in t.masks.values())
+        assert kept == kept_count(sum(sizes.values()), cb.prune_fraction, t.round)  # global: one pool
+        for n in names:  # rewind="init": every ticket starts from the values before the first step
+            assert torch.equal(t.weights[n], init[n])
+    for n, m in cb.tickets[-1].masks.items():
+        assert not params[n][~m].any(), n  # exactly zero
+
+
+def test_lightnings_demo_transformer(tmp_path):
+    pl.seed_everything(0)
+    module = Transformer(vocab_size=50)
+    init = {k: v.detach().clone() for k, v in module.state_dict().items()}
+    cb = LotteryTicket(rounds=2, epochs_per_round=1, dirpath=str(tmp_path / "t"))
+    with pytest.warns(UserWarning, match="had no validation"):  # the demo has no validation_step
+        fit(module, cb)
+    assert set(cb.tickets[-1].masks) == set(default_prunable(module))
+    check_ticket_rounds(module, cb, init)
+
+
+def test_lightnings_boring_model(tmp_path):
+    pl.seed_everything(0)
+    module = BoringModel()
+    init = {k: v.detach().clone() for k, v in module.state_dict().items()}
+    cb = LotteryTicket(rounds=2, epochs_per_round=1, dirpath=str(tmp_path / "t"))
+    fit(module, cb, limit_train_batches=4, limit_val_batches=0)
+    assert [round(t.density, 4) for t in cb.tickets] == [1.0, 0.7969, 0.6406]  # 64 weights: 51, 41 kept
+    check_ticket_rounds(module, cb, init)
+
+
+def test_boring_models_validation_logs_nothing_to_monitor(tmp_path):
+    with pytest.raises(ValueError, match="logged nothing"):
+        fit(BoringModel(), LotteryTicket(rounds=1, epochs_per_round=1, dirpath=str(tmp_path / "t")),
+            limit_train_batches=2, limit_val_batches=2)
+
+
+class ResNet18(pl.LightningModule):
+    """torchvision's ResNet-18 on 32x32 images of 4 classes."""
+
+    def __init__(self):
+        super().__init__()
+        import torchvision
+
+        self.net = torchvision.models.resnet18(num_classes=4)
+        self.example_input_array = torch.zeros(1, 3, 32, 32)
+
+    def forward(self, x):
+        return self.net(x)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return nn.functional.cross_entropy(self(x), y)
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val_loss", nn.functional.cross_entropy(self(x), y))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01, momentum=0.9)
+
+    def _loader(self, seed):
+        g = torch.Generator().manual_seed(seed)
+        return DataLoader(TensorDataset(torch.randn(8, 3, 32, 32, generator=g), torch.randint(0, 4, (8,), generator=g)),
+                          batch_size=4)
+
+    def train_dataloader(self):
+        return self._loader(0)
+
+    def val_dataloader(self):
+        return self._loader(1)
+
+
+def test_torchvision_resnet18(tmp_path):
+    pytest.importorskip("torchvision")
+    pl.seed_everything(0)
+    module = ResNet18()
+    init = {k: v.detach().clone() for k, v in module.state_dict().items()}
+    cb = LotteryTicket(rounds=1, epochs_per_round=1, dirpath=str(tmp_path / "t"))
+    fit(module, cb)
+    assert len(cb.tickets[-1].masks) == 21  # 20 convolutions (3 of them 1x1 shortcuts) and the classifier
+    check_ticket_rounds(module, cb, init)
+    assert cb.tickets[1].metrics["best_val_loss"] == cb.tickets[1].metrics["best_val_loss"]  # measured
