@@ -11,13 +11,14 @@ from torch import Tensor, nn
 
 from lottery.pruning import Pruner, get
 from lottery.pruning.base import score
-from lottery.pruning.batches import take
+from lottery.pruning.batches import LossFn, take
 from lottery.pruning.inverted import Inverted
 from lottery.rng import seeded
 from lottery.sparsity import (
     DensitySchedule, Geometric, NaNScoresError, Survivors, check_amount, check_scope, groups, layer_fractions,
     per_round_fraction, prunable, select,
 )
+from lottery.sparsity.targets import aliases, emptied_norms, scoring
 from lottery.ticket import Ticket
 
 
@@ -35,7 +36,8 @@ class _DrawnOnce:
     def __iter__(self) -> Iterator[Any]:
         if self.drawn is None:
             with seeded(self.seed):  # a shuffling loader draws its order from the seeded generator
-                self.drawn = take(self.batches, self.pruner.batches, self.pruner.per_class)
+                # as given: the pruner itself reads (inputs, labels), or hands each batch to a loss_fn
+                self.drawn = take(self.batches, self.pruner.batches, self.pruner.per_class, as_given=True)
         return iter(self.drawn)
 
 
@@ -44,6 +46,8 @@ class Plan:
 
     `prune_fraction` is the fraction of survivors removed per step (a `Geometric` schedule) or any
     `DensitySchedule`; `fractions` give layers matching their glob patterns a geometric schedule of their own.
+    The names are Linear and Conv weights, plus the floating-point parameters `include` globs match (attention
+    in-projections, embeddings), minus those `exclude` matches (`lottery.sparsity.prunable`).
     """
 
     def __init__(
@@ -53,10 +57,11 @@ class Plan:
         scope: str = "global",
         fractions: Mapping[str, float] | None = None,
         exclude: Iterable[str] = (),
+        include: Iterable[str] = (),
     ) -> None:
         check_scope(scope)
         params = dict(model.named_parameters())
-        self.names = prunable(model, tuple(exclude))
+        self.names = prunable(model, tuple(exclude), tuple(include))  # Linear/Conv weights + include - exclude
         self.sizes = {n: params[n].numel() for n in self.names}
         self.fractions = layer_fractions(self.names, fractions)  # the layers pruned on their own
         self.schedule = Geometric(prune_fraction) if isinstance(prune_fraction, (int, float)) else prune_fraction
@@ -69,8 +74,11 @@ class Plan:
         return {n: torch.ones_like(params[n], dtype=torch.bool) for n in self.names}
 
     def prune_steps(self, model: nn.Module, pruner: Pruner, rounds: int, batches: Iterable[Any] | None = None,
-                    seed: int | None = None) -> dict[str, Tensor]:
-        """Masks after `rounds` scoring steps from dense with no training between them; `model` is left as it was."""
+                    seed: int | None = None, *, loss_fn: LossFn | None = None) -> dict[str, Tensor]:
+        """Masks after `rounds` scoring steps from dense with no training between them; `model` is left as it was.
+
+        `loss_fn(module, batch) -> loss` is handed to every step (see `step`).
+        """
         masks = self.dense_masks(model)
         # Iterative SNIP and FORCE average over batches drawn anew at every step (de Jorge et al.'s code iterates
         # the train loader at each one); a one-pass iterator, and the other pruners, score on batches drawn once
@@ -88,7 +96,7 @@ class Plan:
                     if saved and r > 1:
                         pruner.zero_pruned(model, masks, survivors.dropped)
                     with seeded(None if seed is None else seed + r):
-                        masks = self.step(model, pruner, masks, r, batches, survivors)
+                        masks = self.step(model, pruner, masks, r, batches, survivors, loss_fn=loss_fn)
         finally:
             with torch.no_grad():
                 for n, value in saved.items():
@@ -96,9 +104,20 @@ class Plan:
         return masks
 
     def step(self, model: nn.Module, pruner: Pruner, masks: Mapping[str, Tensor], round: int,
-             batches: Iterable[Any] | None = None, survivors: Survivors | None = None) -> dict[str, Tensor]:
-        """Masks after `round` rounds: score the model as it is and keep each group's scheduled count."""
-        scores = score(pruner, model, batches, masks)
+             batches: Iterable[Any] | None = None, survivors: Survivors | None = None, *,
+             loss_fn: LossFn | None = None) -> dict[str, Tensor]:
+        """Masks after `round` rounds: score the model as it is and keep each group's scheduled count.
+
+        `loss_fn(module, batch) -> loss` goes to a pruner that reads one (the data-driven ones); without it they
+        score the cross-entropy of forward(inputs) on (inputs, labels) batches.
+        """
+        with scoring(self.names):  # `Pruner.prunable_parameters` gives the pruner this plan's names
+            scores = score(pruner, model, batches, masks, loss_fn)
+        missing = [n for n in self.names if n not in scores]
+        if missing:
+            raise KeyError(f"round {round}: pruner {pruner.name or type(pruner).__name__} returned no scores for "
+                           f"{', '.join(missing)}: a pruner scores every prunable parameter of the plan (include= ones "
+                           "too), those of `self.prunable_parameters(model)`.")
         kept = groups(self.sizes, round, self.schedule, self.layer_schedules, self.scope)
         try:
             new = select(scores, masks, kept, revive=pruner.revives, survivors=survivors)
@@ -108,6 +127,11 @@ class Plan:
                 f"round {round}: the {pruner.name} scores of {', '.join(bad)} hold NaN, so they cannot be ranked. "
                 "The weights (or the gradients the pruner reads) are probably NaN or infinite: training diverged "
                 "or the model produced NaN. Check the loss and lower the learning rate before pruning.") from None
+        nan = emptied_norms(model, new)
+        if nan:
+            raise ValueError(f"round {round} prunes {'; '.join(nan)}, so that weight would be NaN there (0/0). Prune "
+                             "less (a higher density), prune layerwise, give the layer a lower rate with fractions=, "
+                             "leave it dense with exclude=, or remove the normalization.")
         emptied = [n for n in self.names if not bool(new[n].any()) and bool(masks[n].any())]
         if emptied:
             warnings.warn(f"round {round} left no weights in {', '.join(emptied)}: unless a skip connection goes around "
@@ -127,10 +151,16 @@ def prune(
     prune_fraction: float | None = None,
     fractions: Mapping[str, float] | None = None,
     exclude: Iterable[str] = (),
+    include: Iterable[str] = (),
     seed: int | None = None,
     invert: bool = False,
+    loss_fn: LossFn | None = None,
 ) -> Ticket:
-    """Score and select `rounds` times without training and return the ticket; `model` comes back unchanged."""
+    """Score and select `rounds` times without training and return the ticket; `model` comes back unchanged.
+
+    The data-driven pruners score the cross-entropy of forward(inputs) on (inputs, labels) batches, or
+    `loss_fn(module, batch) -> loss` (the mean over the batch's examples) on batches of any structure.
+    """
     check_amount(prune_fraction, density, required=True)
     pr = get(pruner)
     if invert:
@@ -139,11 +169,13 @@ def prune(
     if not isinstance(rounds, int) or rounds < 1:
         raise ValueError(f"rounds must be a positive integer, got {rounds!r}")
     if pr.needs_data and batches is None:
-        raise ValueError(f"pruner {pr.name!r} scores with data: pass batches= (an iterable of (inputs, targets))")
+        raise ValueError(f"pruner {pr.name!r} scores with data: pass batches= (an iterable of (inputs, targets), "
+                         "or of any batches together with loss_fn=(module, batch) -> loss)")
     p = per_round_fraction(prune_fraction, density, rounds)
-    plan = Plan(model, p, scope, fractions, exclude)
-    weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    masks = plan.prune_steps(model, pr, rounds, batches, seed)
+    plan = Plan(model, p, scope, fractions, exclude, include)
+    shared = aliases(model)  # a tied tensor's value is kept once, under its listed name (the one its mask has)
+    weights = {k: v.detach().clone() for k, v in model.state_dict().items() if k not in shared}
+    masks = plan.prune_steps(model, pr, rounds, batches, seed, loss_fn=loss_fn)
     for n, m in masks.items():
         weights[n] = weights[n] * m.to(weights[n].device)
     meta = {"round": 1, "steps": rounds, "pruner": pr.name, "scope": scope, "rewind": "init",

@@ -165,3 +165,47 @@ def test_a_loader_is_iterated_once_per_loop_and_only_by_pruners_that_read_it():
         Counting.passes = 0
         prune(model, name, density=0.3, rounds=5, batches=Counting(data, batch_size=8), seed=1)
         assert Counting.passes == passes, name
+
+
+def test_step_and_prune_steps_hand_the_loss_fn_to_pruners_that_read_it():
+    from lottery.pruning import Magnitude, Pruner
+
+    class ReadsLoss(Pruner):
+        name = "reads_loss"
+        needs_data = True
+        reads_loss_fn = True
+
+        def __init__(self):
+            self.seen = []
+
+        def scores(self, model, batches=None, *, loss_fn=None):
+            self.seen.append(loss_fn)
+            return Magnitude().scores(model)
+
+    def loss_fn(module, batch):
+        return module(batch["x"]).sum()
+
+    model, pr = MLP(), ReadsLoss()
+    plan = Plan(model, 0.5, "global")
+    plan.step(model, pr, plan.dense_masks(model), 1, [{"x": torch.zeros(2, 20)}], loss_fn=loss_fn)
+    plan.prune_steps(model, pr, 2, [{"x": torch.zeros(2, 20)}], loss_fn=loss_fn)
+    plan.step(model, pr, plan.dense_masks(model), 1, [{"x": torch.zeros(2, 20)}])
+    assert pr.seen == [loss_fn] * 3 + [None]  # without one: scores(model, batches), as for any pruner
+    prune(model, pr, density=0.5, batches=[{"x": torch.zeros(2, 20)}], loss_fn=loss_fn)
+    assert pr.seen[-1] is loss_fn
+
+
+def test_include_in_plan_and_prune_and_one_value_per_tied_tensor():
+    from torch import nn
+
+    model = MLP()
+    assert Plan(model, 0.2, "global", None, (), ["fc1.bias"]).names == ["fc1.weight", "fc1.bias", "fc2.weight",
+                                                                          "fc3.weight"]
+    ticket = prune(model, "magnitude", density=0.5, scope="layerwise", include=["fc1.bias"])
+    assert int(ticket.masks["fc1.bias"].sum()) == kept_count(32, 0.5, 1)
+    tied = nn.ModuleDict({"emb": nn.Embedding(7, 4), "dec": nn.Linear(4, 7, bias=False)})
+    tied["dec"].weight = tied["emb"].weight
+    ticket = prune(tied, "magnitude", density=0.5)
+    assert list(ticket.masks) == ["emb.weight"] and "dec.weight" not in ticket.weights
+    ticket.rewind(tied)
+    assert int(tied["dec"].weight.count_nonzero()) == kept_count(28, 0.5, 1)

@@ -9,7 +9,7 @@ the checkpointed run state (`state`), the output (`output`) and the hooks switch
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +17,10 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
+from torch import Tensor
 
 from lottery import rng
-from lottery.callback import hooks, start
+from lottery.callback import hooks, loss, start
 from lottery.callback.arguments import check_arguments
 from lottery.callback.clock import RoundClock, iteration
 from lottery.callback.masks import LiveMasks
@@ -31,7 +32,7 @@ from lottery.callback.state import RunState, pack_tickets, unpack_tickets
 from lottery.plan import Plan
 from lottery.pruning import Pruner, get
 from lottery.pruning.inverted import Inverted
-from lottery.sparsity import per_round_fraction, preserves_zeros
+from lottery.sparsity import per_round_fraction, preserves_zeros, summary
 from lottery.ticket import Ticket
 
 DEFAULT_ROUNDS = 10  # IMP rounds after the dense round 0 when `rounds` is not given
@@ -56,6 +57,8 @@ class LotteryTicket(Callback):
         fractions: per-round prune fraction by glob pattern, e.g. ``{"fc3.weight": 0.1}``; such layers are
             always pruned on their own, the rest by `scope`.
         exclude: glob patterns of weights never pruned (biases and norms never are).
+        include: glob patterns of further floating-point parameters to prune besides Linear and Conv weights
+            (attention in-projections, embeddings: ``["*in_proj_weight", "embed.weight"]``).
         rewind: ``"init"``, ``"Nep"``, ``"Nit"``, ``"NepMit"`` (values at that point of round 0), or
             ``"none"`` (keep training from the trained weights, optimizer and schedule as they are).
         optimizer_state: ``"restart"`` (fresh optimizer state, as open_lth) or ``"rewind"`` (the state
@@ -76,6 +79,11 @@ class LotteryTicket(Callback):
             alone keeps them exactly zero (zero gradient and zero state give a zero update, weight decay
             included), so the second pass is skipped for them unless asked; other optimizers always get it.
         ticket: the old spelling of `from_ticket` (the output tickets are `self.tickets`).
+        loss_fn: what data-driven pruners (SNIP, GraSP, Iterative SNIP, FORCE) score with: ``"cross_entropy"``
+            (the pruner's cross-entropy of ``forward(inputs)`` on ``(inputs, labels)`` batches, as the papers;
+            GraSP divides the logits by its temperature), ``"training_step"`` (the module's own loss on its own
+            batches: dict batches, several inputs), a callable ``(module, batch) -> loss``, or ``"auto"``
+            (default): cross-entropy when ``forward`` takes one input, else ``training_step``.
 
     Pruning at initialization: with ``epochs_per_round=0`` the callback runs `rounds` scoring steps (the
     exponential schedule d^(k/rounds)) before the first training step, data-driven pruners drawing their
@@ -109,6 +117,7 @@ class LotteryTicket(Callback):
         scope: str = "global",
         fractions: Mapping[str, float] | None = None,
         exclude: Iterable[str] = (),
+        include: Iterable[str] = (),
         rewind: str = "init",
         optimizer_state: str = "restart",
         monitor: str = "val_loss",
@@ -120,6 +129,7 @@ class LotteryTicket(Callback):
         from_ticket: str | Ticket | None = None,
         sanity: str | None = None,
         ticket: str | Ticket | None = None,
+        loss_fn: str | Callable[[pl.LightningModule, Any], Tensor] = "auto",
     ) -> None:
         super().__init__()
         if ticket is not None:
@@ -142,6 +152,9 @@ class LotteryTicket(Callback):
         self.prune_fraction = per_round_fraction(prune_fraction, density, rounds)
         self.density, self.scope = density, scope
         self.fractions, self.exclude = dict(fractions or {}), (exclude,) if isinstance(exclude, str) else tuple(exclude)
+        self.include = (include,) if isinstance(include, str) else tuple(include)
+        loss.check_loss(loss_fn)
+        self.loss_fn = loss_fn
         self.optimizer_state, self.monitor, self.mode = optimizer_state, monitor, mode
         self.dirpath, self.seed, self.remask_after_step = dirpath, seed, remask_after_step
 
@@ -151,6 +164,7 @@ class LotteryTicket(Callback):
         self.live = LiveMasks()
         self.run = RunState(label=self.pruner.name)  # with live, metrics and tickets: all of it in state_dict()
         self._plan: Plan | None = None
+        self._loss: Callable[..., Tensor] | None = None  # what data-driven pruners score with (None: their own)
         self._hooks: list[Any] = []
         self._rng_to_restore: dict[str, Any] | None = None
         unused = dict.fromkeys(hooks.UNUSED_BATCH_HOOKS, Callback)
@@ -167,7 +181,9 @@ class LotteryTicket(Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        self._plan = Plan(pl_module, self.prune_fraction, self.scope, self.fractions, self.exclude)
+        self._plan = Plan(pl_module, self.prune_fraction, self.scope, self.fractions, self.exclude, include=self.include)
+        self._loss = loss.resolve(self.loss_fn, pl_module) if self.pruner.needs_data else None
+        rank_zero_info(f"LotteryTicket: {summary(pl_module, self._plan.names)}")
         if self.run.base_seed is None:
             self.run.base_seed = self.seed if self.seed is not None else torch.initial_seed()
         if self.epochs_per_round > 0:
@@ -265,7 +281,7 @@ class LotteryTicket(Callback):
     def _start_sparse(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Round 1 before any training: the given ticket, or all scoring steps at initialization."""
         if self.from_ticket is not None:
-            ticket = start.load_given(self.from_ticket, self.sanity, pl_module, self.run.base_seed)
+            ticket = start.load_given(self.from_ticket, self.sanity, pl_module, self.run.base_seed, self._plan.names)
             self.run.snapshot = Snapshot.of_module(pl_module)
             like = {n: torch.ones_like(m, device=pl_module.device) for n, m in ticket.masks.items()}
             self.live.install(trainer, pl_module, ticket.masks if trainer.is_global_zero else None, like)
@@ -273,7 +289,8 @@ class LotteryTicket(Callback):
             done = f"training the given ticket ({self.run.label}, density {ticket.density:.6f})"
         else:
             self.run.snapshot = Snapshot.of_module(pl_module)
-            masks = start.pruned_at_init(trainer, pl_module, self._plan, self.pruner, self.rounds, self.run.base_seed)
+            masks = start.pruned_at_init(trainer, pl_module, self._plan, self.pruner, self.rounds, self.run.base_seed,
+                                         self._loss)
             self.live.install(trainer, pl_module, masks)
             done = (f"{self.pruner.name} pruned at initialization in {self.rounds} steps to density "
                     f"{self.live.density:.6f}; training the ticket")
@@ -303,7 +320,8 @@ class LotteryTicket(Callback):
         masks = None
         if trainer.is_global_zero:
             with rng.seeded(self.run.base_seed + 1_000_003 * new_round):
-                masks = self._plan.step(pl_module, self.pruner, self.live.masks, new_round, trainer.train_dataloader)
+                masks = self._plan.step(pl_module, self.pruner, self.live.masks, new_round, trainer.train_dataloader,
+                                        loss_fn=self._loss)
         self.live.install(trainer, pl_module, masks)
         self.run.round = new_round
         if self.rewind.kind == "none":

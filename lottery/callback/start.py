@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytorch_lightning as pl
@@ -15,7 +15,7 @@ from lottery.ticket import Ticket
 
 
 def pruned_at_init(trainer: pl.Trainer, module: pl.LightningModule, plan: Plan, pruner: Pruner, steps: int,
-                   seed: int | None) -> dict[str, Tensor] | None:
+                   seed: int | None, loss_fn: Callable[..., Tensor] | None = None) -> dict[str, Tensor] | None:
     """Rank zero's masks after `steps` scoring steps with no training between them (None on other ranks).
 
     Data-driven pruners score on the train loader (as IMP rounds do); SynFlow reads its input shape there when
@@ -24,18 +24,18 @@ def pruned_at_init(trainer: pl.Trainer, module: pl.LightningModule, plan: Plan, 
     if not trainer.is_global_zero:
         return None
     batches: Iterable[Any] = trainer.train_dataloader
-    return plan.prune_steps(module, pruner, steps, batches, seed=seed)
+    return plan.prune_steps(module, pruner, steps, batches, seed=seed, loss_fn=loss_fn)
 
 
-def load_given(ticket: Ticket, variant: str | None, module: pl.LightningModule, seed: int) -> Ticket:
+def load_given(ticket: Ticket, variant: str | None, module: pl.LightningModule, seed: int,
+               prunable: list[str]) -> Ticket:
     """Put the given ticket (after the sanity `variant`, if any) into `module`: its weights where it has them, its masks.
 
     The ticket is checked against `module` first (names, shapes, finite values, some weight kept), so a refused
-    ticket leaves `module` unchanged; prunable layers it has no mask for stay dense, and a warning names them.
+    ticket leaves `module` unchanged; layers of `prunable` (the run's plan) it has no mask for stay dense, and a
+    warning names them.
     """
     from pytorch_lightning.utilities import rank_zero_warn
-
-    from lottery.sparsity import default_prunable
 
     ticket.check(module)
     if variant is not None:
@@ -44,7 +44,6 @@ def load_given(ticket: Ticket, variant: str | None, module: pl.LightningModule, 
         ticket.rewind(module)
     else:
         ticket.apply(module)
-    prunable = default_prunable(module)
     dense = ticket.uncovered(prunable)
     if dense:
         params = dict(module.named_parameters())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from lottery.sparsity.selection import Survivors
-from lottery.sparsity.targets import default_prunable
+from lottery.sparsity.targets import scored_names
 
 
 def zero_positions(t: Tensor, mask: Tensor, positions: Tensor | None) -> None:
@@ -26,8 +26,9 @@ class Pruner:
 
     A new method overrides `scores` alone; the class attributes below declare what the loop hands it. What a
     pruner reads: the model (always, with its pruned weights zeroed unless it `revives`), `batches` labelled
-    batches (or `per_class` examples of each class) when it `needs_data`, and the current masks, passed as
-    ``masks=`` only to a pruner that `reads_masks`.
+    batches (or `per_class` examples of each class) when it `needs_data`, the current masks, passed as
+    ``masks=`` only to a pruner that `reads_masks`, and the user's ``loss_fn=(module, batch) -> loss``, passed
+    (when given) only to a pruner that `reads_loss_fn`.
     """
 
     name: ClassVar[str] = ""
@@ -36,6 +37,7 @@ class Pruner:
     per_class: int | None = None  # or exactly this many examples of every class, in one batch
     revives: ClassVar[bool] = False  # pruned weights compete again at the next selection (FORCE)
     reads_masks: ClassVar[bool] = False  # `scores` is given the current masks (FORCE scores at the masked point)
+    reads_loss_fn: ClassVar[bool] = False  # `scores` is given loss_fn= (the data-driven pruners: SNIP, GraSP, ...)
     default_rounds: ClassVar[int] = 1  # scoring steps when `prune` is given none
     fresh_batches: ClassVar[bool] = False  # each step draws its batches anew (iterative data-driven pruners)
 
@@ -64,18 +66,26 @@ class Pruner:
             zero_positions(params[n], m, dropped.get(n))
 
     @staticmethod
-    def prunable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
-        """The parameters a pruner scores: Linear and Conv weights."""
+    def prunable_parameters(model: nn.Module, names: Iterable[str] | None = None) -> dict[str, nn.Parameter]:
+        """The parameters a pruner scores: `names`, else the prunable names of the plan scoring now (`include=`d
+        ones too, set by `Plan.step` with `lottery.sparsity.scoring`), else Linear and Conv weights."""
         params = dict(model.named_parameters())
-        return {n: params[n] for n in default_prunable(model)}
+        return {n: params[n] for n in (scored_names(model) if names is None else names)}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
 
-def score(pruner: Pruner, model: nn.Module, batches: Iterable[Any] | None,
-          masks: Mapping[str, Tensor] | None) -> dict[str, Tensor]:
-    """`pruner.scores`, given the masks only if it declares that it reads them (`reads_masks`)."""
+def score(pruner: Pruner, model: nn.Module, batches: Iterable[Any] | None, masks: Mapping[str, Tensor] | None,
+          loss_fn: Callable[[nn.Module, Any], Tensor] | None = None) -> dict[str, Tensor]:
+    """`pruner.scores`, given the masks and the loss_fn only if it declares that it reads them.
+
+    `reads_masks` and `reads_loss_fn` say so; a two-argument pruner is called `scores(model, batches)`, and so
+    is every pruner when no loss_fn is given.
+    """
+    extra: dict[str, Any] = {}
     if pruner.reads_masks:
-        return pruner.scores(model, batches, masks=masks)
-    return pruner.scores(model, batches)
+        extra["masks"] = masks
+    if pruner.reads_loss_fn and loss_fn is not None:
+        extra["loss_fn"] = loss_fn
+    return pruner.scores(model, batches, **extra)

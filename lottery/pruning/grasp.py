@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from lottery.pruning.base import Pruner
-from lottery.pruning.batches import model_device, scoring_copy, take
+from lottery.pruning.batches import LossFn, cross_entropy_inputs, model_device, scoring_copy, take, user_loss
 
 
 class GraSP(Pruner):
@@ -30,41 +30,53 @@ class GraSP(Pruner):
     batches is forwarded on its own, with its own batch statistics; `per_class` gives one batch. The
     authors' code scores 10 examples per class as two class-sorted halves: to match it on a batch-norm
     network, use ``batches=2`` and pass those two halves as the first two batches (docs/algorithms.md).
+
+    With ``loss_fn=(module, batch) -> loss``, L is the mean of its batch losses (each batch weighted equally),
+    g and Hg both from it; the temperature applies only to the built-in cross-entropy, so a loss_fn that wants
+    it divides its logits by it itself.
     """
 
     name = "grasp"
     needs_data = True
+    reads_loss_fn = True
     default_rounds = 1
 
     def __init__(self, batches: int = 1, per_class: int | None = None, temperature: float = 200.0) -> None:
         self.batches, self.per_class, self.temperature = batches, per_class, temperature
 
-    def hessian_gradient(self, net: nn.Module, data: list[tuple[Tensor, Tensor]]) -> dict[str, Tensor]:
-        """Hg for the prunable weights of `net`, averaged over all examples of `data`."""
+    def hessian_gradient(self, net: nn.Module, data: list[Any], loss_fn: LossFn | None = None) -> dict[str, Tensor]:
+        """Hg for the prunable weights of `net`, averaged over all examples of `data` (over batches with a loss_fn)."""
         weights = self.prunable_parameters(net)
         params = list(weights.values())
-        total = sum(len(y) for _, y in data)
+        if loss_fn is None:
+            cross_entropy_inputs(net, data[0][0], type(self).__name__)
+            total = sum(len(y) for _, y in data)
 
-        def loss(x: Tensor, y: Tensor) -> Tensor:
+        def loss(batch: Any) -> Tensor:
+            if loss_fn is not None:
+                return user_loss(loss_fn, net, batch) / len(data)
+            x, y = batch
             return nn.functional.cross_entropy(net(x) / self.temperature, y, reduction="sum") / total
 
         g = [torch.zeros_like(p) for p in params]
-        for x, y in data:
-            for acc, gi in zip(g, torch.autograd.grad(loss(x, y), params)):
+        for batch in data:
+            for acc, gi in zip(g, torch.autograd.grad(loss(batch), params)):
                 acc.add_(gi)
         hg = [torch.zeros_like(p) for p in params]
-        for x, y in data:
-            grads = torch.autograd.grad(loss(x, y), params, create_graph=True)
+        for batch in data:
+            grads = torch.autograd.grad(loss(batch), params, create_graph=True)
             z = sum((gi * gd).sum() for gi, gd in zip(g, grads))
             for acc, h in zip(hg, torch.autograd.grad(z, params)):
                 acc.add_(h)
         return dict(zip(weights, hg))
 
-    def scores(self, model: nn.Module, batches: Iterable[Any] | None = None) -> dict[str, Tensor]:
+    def scores(self, model: nn.Module, batches: Iterable[Any] | None = None, *,
+               loss_fn: LossFn | None = None) -> dict[str, Tensor]:
         """θ ⊙ Hg (= -S)."""
-        data = take(batches, self.batches, self.per_class, model_device(model))
+        data = take(batches, self.batches, self.per_class, model_device(model), as_given=loss_fn is not None,
+                    who=type(self).__name__)
         net = scoring_copy(model).train()
-        hg = self.hessian_gradient(net, data)
+        hg = self.hessian_gradient(net, data, loss_fn)
         return {n: (p.detach() * hg[n]) for n, p in self.prunable_parameters(net).items()}
 
 
@@ -76,6 +88,7 @@ class GraSPAbs(GraSP):
 
     name = "grasp_abs"
 
-    def scores(self, model: nn.Module, batches: Iterable[Any] | None = None) -> dict[str, Tensor]:
+    def scores(self, model: nn.Module, batches: Iterable[Any] | None = None, *,
+               loss_fn: LossFn | None = None) -> dict[str, Tensor]:
         """|θ ⊙ Hg|."""
-        return {n: s.abs() for n, s in super().scores(model, batches).items()}
+        return {n: s.abs() for n, s in super().scores(model, batches, loss_fn=loss_fn).items()}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from torch import Tensor, nn
@@ -23,6 +23,7 @@ class Inverted(Pruner):
         self.default_rounds = self.inner.default_rounds
         self.fresh_batches = self.inner.fresh_batches
         self.reads_masks = self.inner.reads_masks
+        self.reads_loss_fn = self.inner.reads_loss_fn
 
     @property
     def batches(self) -> int:  # type: ignore[override]
@@ -35,9 +36,10 @@ class Inverted(Pruner):
         return self.inner.per_class
 
     def scores(self, model: nn.Module, batches: Iterable[Any] | None = None,
-               masks: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
+               masks: Mapping[str, Tensor] | None = None, *,
+               loss_fn: Callable[[nn.Module, Any], Tensor] | None = None) -> dict[str, Tensor]:
         """The inner pruner's scores, negated (never NaN: no division is involved)."""
-        return {n: -s for n, s in score(self.inner, model, batches, masks).items()}
+        return {n: -s for n, s in score(self.inner, model, batches, masks, loss_fn).items()}
 
     def session(self, survivors=None):  # type: ignore[override]
         """The inner pruner's session."""

@@ -15,11 +15,21 @@ import torch
 from torch import Tensor, nn
 
 from lottery.pruning.base import Pruner
-from lottery.pruning.batches import model_device, scoring_copy, take
+from lottery.pruning.batches import LossFn, cross_entropy_inputs, model_device, scoring_copy, take, user_loss
 
 
-def mean_gradients(net: nn.Module, batches: list[tuple[Tensor, Tensor]]) -> None:
-    """Leave in `.grad` the gradient of the cross-entropy averaged over every example of `batches`."""
+def mean_gradients(net: nn.Module, batches: list[Any], loss_fn: LossFn | None = None, who: str = "SNIP") -> None:
+    """Leave in `.grad` the gradient of the mean loss: over every example, or over the batches of a loss_fn.
+
+    Without `loss_fn`: the cross-entropy of `net(x)` averaged over every example of the `(x, y)` batches. With
+    one: the mean of `loss_fn(net, batch)` over the batches, each batch weighted equally (its loss is already a
+    mean over its examples; equal to the mean over examples when the batches are of equal size).
+    """
+    if loss_fn is not None:
+        for batch in batches:
+            (user_loss(loss_fn, net, batch) / len(batches)).backward()
+        return
+    cross_entropy_inputs(net, batches[0][0], who)
     total = sum(len(y) for _, y in batches)
     for x, y in batches:
         loss = nn.functional.cross_entropy(net(x), y, reduction="sum") / total
@@ -31,24 +41,33 @@ class SNIP(Pruner):
 
     Lee et al. (ICLR 2019) define it as |∂L(c ⊙ θ)/∂c| at c = 1, normalized by its sum over all weights;
     that normalization does not change the ranking and is left out. L is the cross-entropy averaged over
-    every example scored. The network is scored in train mode (batch statistics), on a copy of the model,
-    as the GraSP authors' code and naver/force do; Synaptic-Flow's SNIP defaults to eval mode, which changes
-    the scores of a batch-norm network completely (docs/algorithms.md).
+    every example scored, or with ``loss_fn=(module, batch) -> loss`` the mean of its batch losses (each batch
+    weighted equally; batches of any structure). The network is scored in train mode (batch statistics), on a
+    copy of the model, as the GraSP authors' code and naver/force do; Synaptic-Flow's SNIP defaults to eval
+    mode, which changes the scores of a batch-norm network completely (docs/algorithms.md).
     """
 
     name = "snip"
     needs_data = True
+    reads_loss_fn = True
     default_rounds = 1
 
     def __init__(self, batches: int = 1, per_class: int | None = None) -> None:
         self.batches, self.per_class = batches, per_class
 
-    def scores(self, model: nn.Module, batches: Iterable[Any] | None = None) -> dict[str, Tensor]:
+    def scores(self, model: nn.Module, batches: Iterable[Any] | None = None, *,
+               loss_fn: LossFn | None = None) -> dict[str, Tensor]:
         """|θ ⊙ g| with g the mean loss gradient over the batches."""
-        data = take(batches, self.batches, self.per_class, model_device(model))
-        net = scoring_copy(model).train()
-        mean_gradients(net, data)
+        net, data = self._prepare(model, batches, loss_fn)
+        mean_gradients(net, data, loss_fn, type(self).__name__)
         return {n: (p.grad * p).detach().abs() for n, p in self.prunable_parameters(net).items()}
+
+    def _prepare(self, model: nn.Module, batches: Iterable[Any] | None,
+                 loss_fn: LossFn | None) -> tuple[nn.Module, list[Any]]:
+        """The scoring copy in train mode and the batches on the model's device (as given for a loss_fn)."""
+        data = take(batches, self.batches, self.per_class, model_device(model), as_given=loss_fn is not None,
+                    who=type(self).__name__)
+        return scoring_copy(model).train(), data
 
 
 class IterativeSNIP(SNIP):
@@ -80,15 +99,14 @@ class FORCE(SNIP):
     fresh_batches = True
 
     def scores(self, model: nn.Module, batches: Iterable[Any] | None = None,
-               masks: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
+               masks: Mapping[str, Tensor] | None = None, *, loss_fn: LossFn | None = None) -> dict[str, Tensor]:
         """|θ₀ ⊙ ∇L(θ₀ ⊙ m)| (with no masks: SNIP's saliency of the unmasked network)."""
-        data = take(batches, self.batches, self.per_class, model_device(model))
-        net = scoring_copy(model).train()
+        net, data = self._prepare(model, batches, loss_fn)
         masks = masks or {}
         originals = {n: p.detach().clone() for n, p in self.prunable_parameters(net).items()}
         with torch.no_grad():
             for n, p in self.prunable_parameters(net).items():
                 if n in masks:
                     p.mul_(masks[n].to(p.device))
-        mean_gradients(net, data)
+        mean_gradients(net, data, loss_fn, type(self).__name__)
         return {n: (p.grad * originals[n]).detach().abs() for n, p in self.prunable_parameters(net).items()}

@@ -16,7 +16,31 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from lottery.pruning.base import Pruner, zero_positions
+from lottery.pruning.batches import check_inputs
 from lottery.sparsity.selection import Survivors
+
+EXAMPLE_HINT = ("set model.example_input_array (a tensor for forward(x), a tuple of tensors for forward(*inputs), "
+                "a dict for forward(**inputs))")
+
+
+def all_ones(example: Any, device: torch.device, source: str) -> Any:
+    """`example` with every tensor replaced by ones of its shape with batch size 1: float64, or its integer dtype."""
+    if isinstance(example, Tensor):
+        shape = (1, *example.shape[1:]) if example.dim() else ()
+        if example.is_floating_point():
+            return torch.ones(shape, dtype=torch.float64, device=device)
+        if example.dtype == torch.bool or example.is_complex():
+            raise ValueError(f"SynFlow cannot choose an all-ones stand-in for a {example.dtype} input of {source} "
+                             "(for a mask, True may mean keep or drop): give that input as an integer or float "
+                             "tensor, or leave it out of model.example_input_array")
+        return torch.ones(shape, dtype=example.dtype, device=device)  # integer inputs: token id 1
+    if isinstance(example, Mapping):
+        return {k: all_ones(v, device, source) for k, v in example.items()}
+    if isinstance(example, tuple) and hasattr(example, "_fields"):  # a namedtuple
+        return type(example)(*(all_ones(v, device, source) for v in example))
+    if isinstance(example, (tuple, list)):
+        return type(example)(all_ones(v, device, source) for v in example)
+    return example  # not a tensor (None, a flag): passed as given
 
 
 class SynFlow(Pruner):
@@ -33,7 +57,10 @@ class SynFlow(Pruner):
     not reproduce at initialization when checked against that code on identical weights; the convention is
     kept for the exact R and conservation law, not for a measured effect on layer collapse (see
     docs/algorithms.md). float64 keeps R finite on deep ResNets, where float32 (the authors' code) overflows.
-    The input is one all-ones example shaped like `example_input_array`, or like one example of `batches`.
+    The input is one all-ones example that follows the structure of `example_input_array` (a tensor:
+    forward(x); a tuple or list: forward(*inputs); a dict: forward(**inputs)), or the inputs x of one
+    (x, y, ...) batch of `batches`: each tensor becomes ones of its shape with batch size 1, float64 for a
+    floating tensor and of its own dtype for an integer one (token id 1); bool inputs are refused.
     The user's model only lends its structure: it runs once on float64 stand-ins for its tensors, in eval
     mode, and comes back with its own values, mode, gradients and `requires_grad` (its forward hooks, if
     any, see that pass, as they would see a copy's).
@@ -93,23 +120,46 @@ class SynFlow(Pruner):
                     buf.copy_(t)
         return flow
 
-    def scores(self, model: nn.Module, batches: Iterable[Any] | None = None) -> dict[str, Tensor]:
-        """Synaptic-flow scores of the prunable weights."""
+    @staticmethod
+    def example_inputs(model: nn.Module, batches: Iterable[Any] | None) -> tuple[tuple[Any, ...], dict[str, Any], str]:
+        """The forward arguments (args, kwargs) whose structure the all-ones input follows, and where they came from."""
         example = getattr(model, "example_input_array", None)
-        if not isinstance(example, Tensor):
+        source = "model.example_input_array"
+        if example is None:
             if batches is None:
                 raise ValueError("SynFlow needs the input shape: set model.example_input_array or pass batches=")
-            example = next(iter(batches))[0]
+            batch, source = next(iter(batches)), "one batch's inputs"
+            if isinstance(batch, Tensor):
+                example = batch
+            elif isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], Tensor):
+                example = batch[0]  # (inputs, labels, ...)
+            else:
+                raise ValueError(f"SynFlow cannot tell the inputs of a {type(batch).__name__} batch (it reads x of "
+                                 f"(x, y) batches): {EXAMPLE_HINT}")
+        if isinstance(example, Mapping):
+            return (), dict(example), source
+        if isinstance(example, (tuple, list)):
+            return tuple(example), {}, source
+        return (example,), {}, source
+
+    def scores(self, model: nn.Module, batches: Iterable[Any] | None = None) -> dict[str, Tensor]:
+        """Synaptic-flow scores of the prunable weights."""
+        args, kwargs, source = self.example_inputs(model, batches)
+        check_inputs(model, args, kwargs, f"SynFlow feeds forward an all-ones stand-in of {source}, and forward of "
+                                          "{module} cannot take it ({reason}): " + EXAMPLE_HINT)
         prunable = self.prunable_parameters(model)
         flow = self._stand_ins(model, prunable)
         leaves = [flow[n] for n in prunable]
-        ones = torch.ones((1, *example.shape[1:]), dtype=torch.float64, device=leaves[0].device)
+        args, kwargs = all_ones((args, kwargs), leaves[0].device, source)
         modes = {m: m.training for m in model.modules()}
         model.eval()
         try:
             with torch.enable_grad():
-                r = functional_call(model, flow, (ones,), strict=False).sum()
-                grads = torch.autograd.grad(r, leaves)
+                out = functional_call(model, flow, args, kwargs, strict=False)
+                if not isinstance(out, Tensor):
+                    raise ValueError(f"SynFlow sums the output of forward, which must be one tensor; "
+                                     f"{type(model).__name__} returned a {type(out).__name__}")
+                grads = torch.autograd.grad(out.sum(), leaves)
         finally:
             for m, training in modes.items():
                 m.training = training

@@ -19,7 +19,8 @@ class Masker:
     """
 
     def __init__(self, model: nn.Module, masks: Mapping[str, Tensor]) -> None:
-        params = dict(model.named_parameters())
+        # a parametrized weight is masked at its original (a parameter); a tied one under any of its names
+        params = dict(model.named_parameters(remove_duplicate=False))
         self.params: list[nn.Parameter] = []
         self.keep: list[Tensor] = []
         for name, keep in masks.items():
@@ -69,7 +70,7 @@ def preserves_zeros(optimizer: torch.optim.Optimizer) -> bool:
 @contextmanager
 def masked(model: nn.Module, masks: Mapping[str, Tensor]) -> Iterator[nn.Module]:
     """Temporarily zero the pruned weights of `model`; the original values come back on exit."""
-    params = dict(model.named_parameters())
+    params = dict(model.named_parameters(remove_duplicate=False))
     saved = {n: params[n].detach().clone() for n, m in masks.items() if not bool(m.all())}
     try:
         with torch.no_grad():

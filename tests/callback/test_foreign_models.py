@@ -120,3 +120,98 @@ def test_torchvision_resnet18(tmp_path):
     assert len(cb.tickets[-1].masks) == 21  # 20 convolutions (3 of them 1x1 shortcuts) and the classifier
     check_ticket_rounds(module, cb, init)
     assert cb.tickets[1].metrics["best_val_loss"] == cb.tickets[1].metrics["best_val_loss"]  # measured
+
+
+def test_snip_at_init_scores_the_demo_transformer_with_its_own_training_step(tmp_path):
+    pl.seed_everything(0)
+    module = Transformer(vocab_size=50)  # forward(inputs, target): the pruner's own loss cannot call it
+    cb = LotteryTicket(pruner="snip", density=0.5, epochs_per_round=0, dirpath=str(tmp_path / "t"))
+    with pytest.warns(UserWarning, match="had no validation"):
+        fit(module, cb, max_epochs=1)
+    assert cb.rounds == 1 and cb.tickets[-1].density == pytest.approx(0.5, abs=1e-4)
+
+
+def test_a_one_input_module_with_dict_batches_scores_with_loss_fn_training_step(tmp_path):
+    class DictBatches(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+
+        def forward(self, x):
+            return self.net(x)
+
+        def training_step(self, batch, batch_idx):
+            return nn.functional.cross_entropy(self(batch["x"]), batch["y"])
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+        def train_dataloader(self):
+            g = torch.Generator().manual_seed(0)
+            rows = [{"x": torch.randn(6, generator=g), "y": int(torch.randint(0, 3, (1,), generator=g))} for _ in range(16)]
+            return DataLoader(rows, batch_size=4)
+
+    pl.seed_everything(0)
+    with pytest.raises(ValueError, match="loss_fn"):  # auto: one input, so the pruner's (inputs, labels) loss
+        fit(DictBatches(), LotteryTicket(pruner="snip", density=0.5, epochs_per_round=0, dirpath=str(tmp_path / "a")),
+            max_epochs=1)
+    cb = LotteryTicket(pruner="snip", density=0.5, epochs_per_round=0, loss_fn="training_step",
+                       dirpath=str(tmp_path / "b"))
+    with pytest.warns(UserWarning, match="had no validation"):
+        fit(DictBatches(), cb, max_epochs=1)
+    assert cb.tickets[-1].density == pytest.approx(0.5, abs=0.01)
+
+
+class Attention(pl.LightningModule):
+    """An embedding, multi-head attention, a weight-normed layer and a decoder tied to the embedding."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(20, 16)
+        self.attn = nn.MultiheadAttention(16, 2, batch_first=True)
+        self.ff = nn.utils.parametrizations.weight_norm(nn.Linear(16, 16))
+        self.decoder = nn.Linear(16, 20, bias=False)
+        self.decoder.weight = self.embed.weight
+
+    def forward(self, tokens):
+        h = self.embed(tokens)
+        h = h + self.attn(h, h, h, need_weights=False)[0]
+        return self.decoder(torch.relu(self.ff(h)))
+
+    def training_step(self, batch, batch_idx):
+        tokens, targets = batch
+        return nn.functional.cross_entropy(self(tokens).flatten(0, 1), targets.flatten())
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val_loss", self.training_step(batch, batch_idx))
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=1e-2)
+
+    def _loader(self, seed):
+        g = torch.Generator().manual_seed(seed)
+        tokens = torch.randint(0, 20, (16, 7), generator=g)
+        return DataLoader(TensorDataset(tokens[:, :-1], tokens[:, 1:]), batch_size=4)
+
+    def train_dataloader(self):
+        return self._loader(0)
+
+    def val_dataloader(self):
+        return self._loader(1)
+
+
+def test_attention_embedding_weight_norm_and_tied_weights_with_include(tmp_path, caplog):
+    pl.seed_everything(0)
+    module = Attention()
+    cb = LotteryTicket(rounds=2, epochs_per_round=1, include=["*in_proj_weight", "embed.weight"], scope="layerwise",
+                       dirpath=str(tmp_path / "t"))
+    with caplog.at_level("INFO"):
+        fit(module, cb)
+    masks = cb.tickets[-1].masks
+    assert set(masks) == {"embed.weight", "attn.in_proj_weight", "attn.out_proj.weight",
+                          "ff.parametrizations.weight.original1"}  # the tied decoder shares embed.weight's mask
+    for n, m in masks.items():
+        assert int(m.sum()) == kept_count(m.numel(), cb.prune_fraction, 2), n  # layerwise: exact per layer
+    assert not module.decoder.weight[~masks["embed.weight"]].any()  # the tied tensor: one mask
+    assert not module.ff.weight[~masks["ff.parametrizations.weight.original1"]].any()  # the effective weight
+    assert "shared: decoder.weight = embed.weight" in caplog.text and "pruning 4 weights" in caplog.text

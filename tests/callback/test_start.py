@@ -123,5 +123,5 @@ def test_load_given_refuses_a_broken_ticket_before_changing_the_module():
     before = {k: v.clone() for k, v in module.state_dict().items()}
     for variant in (None, "shuffle"):
         with pytest.raises(ValueError, match=r"not finite: net\.fc1\.bias"):
-            load_given(ticket, variant, module, 0)
+            load_given(ticket, variant, module, 0, list(ticket.masks))
         assert all(torch.equal(v, before[k]) for k, v in module.state_dict().items())

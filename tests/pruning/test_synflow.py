@@ -2,7 +2,9 @@
 
 import copy
 
+import pytest
 import torch
+from torch import nn
 
 from lottery import prune
 from lottery.models import build
@@ -91,3 +93,92 @@ def test_layer_collapse_synflow_vs_magnitude_on_vgg16():
     assert min(kept for kept, _ in synflow.counts().values()) > 0
     magnitude = prune(net, "magnitude", density=1e-3)
     assert min(kept for kept, _ in magnitude.counts().values()) == 0
+
+
+class TwoTensors(nn.Module):
+    """forward(a, b): an MLP on the concatenated inputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(7, 16), nn.ReLU(), nn.Linear(16, 3))
+
+    def forward(self, a, b):
+        return self.net(torch.cat([a, b], 1))
+
+
+class Keywords(TwoTensors):
+    """forward(image, extra=None), called with keywords (a dict example_input_array)."""
+
+    def forward(self, image, extra=None):
+        return self.net(torch.cat([image, extra], 1))
+
+
+class OneDict(TwoTensors):
+    """forward(inputs): one dict of tensors."""
+
+    def forward(self, inputs):
+        return self.net(torch.cat([inputs["a"], inputs["b"]], 1))
+
+
+@pytest.mark.parametrize("cls, example", [
+    (TwoTensors, (torch.zeros(2, 4), torch.zeros(2, 3))),
+    (Keywords, {"image": torch.zeros(2, 4), "extra": torch.zeros(2, 3)}),
+    (OneDict, ({"a": torch.zeros(2, 4), "b": torch.zeros(2, 3)},)),
+])
+def test_synflow_input_follows_the_structure_of_example_input_array(cls, example):
+    torch.manual_seed(0)
+    model = cls()
+    model.example_input_array = example
+    scores = get("synflow").scores(model)
+    one = copy.deepcopy(model.net)  # the same network on one input of 7 features
+    one.example_input_array = torch.zeros(1, 7)
+    reference = get("synflow").scores(one)
+    assert all(torch.equal(scores[f"net.{n}"], s) for n, s in reference.items())
+    with torch.no_grad():
+        d = copy.deepcopy(one).double()
+        R = float(d[2].weight.abs().sum(0) @ d[0].weight.abs().sum(1))
+    assert all(abs(float(s.sum()) - R) <= 1e-9 * R for s in scores.values())  # conservation
+    ticket = prune(model, "synflow", density=0.1, rounds=10)
+    assert ticket.counts() and abs(sum(k for k, _ in ticket.counts().values()) - round(0.1 * (7 * 16 + 16 * 3))) <= 1
+
+
+class Tokens(nn.Module):
+    """Token ids -> embedding -> flattened -> two Linear layers."""
+
+    def __init__(self, vocab=50, length=6):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, 8)
+        self.fc1, self.fc2 = nn.Linear(8 * length, 16), nn.Linear(16, 4)
+
+    def forward(self, ids):
+        return self.fc2(torch.relu(self.fc1(self.embed(ids).flatten(1))))
+
+
+def test_synflow_feeds_integer_inputs_token_id_one():
+    torch.manual_seed(0)
+    model = Tokens()
+    model.example_input_array = torch.randint(0, 50, (3, 6))
+    scores = get("synflow").scores(model)
+    with torch.no_grad():
+        d = copy.deepcopy(model).double()
+        e = d.embed.weight[1].abs().repeat(6)  # every token is id 1
+        R = float(d.fc2.weight.abs().sum(0) @ (d.fc1.weight.abs() @ e))
+    for n in ("fc1.weight", "fc2.weight"):  # every path crosses both Linear layers: each one's scores sum to R
+        assert abs(float(scores[n].sum()) - R) <= 1e-9 * R
+    ticket = prune(model, "synflow", density=0.2, rounds=5)
+    assert sum(k for k, _ in ticket.counts().values()) == round(0.2 * (48 * 16 + 16 * 4))
+    # without example_input_array, from one (ids, labels) batch: the same input
+    model.example_input_array = None
+    again = get("synflow").scores(model, [(torch.randint(0, 50, (5, 6)), torch.zeros(5, dtype=torch.long))])
+    assert all(torch.equal(again[n], s) for n, s in scores.items())
+
+
+def test_synflow_refuses_inputs_it_cannot_build_clearly():
+    model = TwoTensors()
+    with pytest.raises(ValueError, match=r"SynFlow.*dict batch.*set model.example_input_array"):
+        get("synflow").scores(model, [{"a": torch.zeros(2, 4), "b": torch.zeros(2, 3), "y": torch.zeros(2)}])
+    with pytest.raises(ValueError, match=r"forward of TwoTensors cannot take.*set model.example_input_array"):
+        get("synflow").scores(model, [(torch.zeros(2, 4), torch.zeros(2, 3), torch.zeros(2))])
+    model.example_input_array = (torch.zeros(2, 4), torch.zeros(2, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="bool"):
+        get("synflow").scores(model)
