@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import sys
 
-from lottery.experiment import LotteryCLI, build_cli
-from lottery.resume import ResumeError
+from lottery.experiment import RECIPE, LotteryCLI, build_cli
 from lottery.lock import RunLockedError
+from lottery.resume import ResumeError
 
 __all__ = ["TOOLS", "LotteryCLI", "main"]
 
@@ -65,6 +65,7 @@ def main(args: list[str] | None = None) -> None:
             return _tool(argv)
         if not argv or argv[0] in ("-h", "--help"):
             print("Subcommands that do not train:\n" + "\n".join(f"  {line}" for line in TOOLS.values()) + "\n")
+            print(f"Your own LightningModule and data: {RECIPE} (lottery fit --help)\n")
         build_cli(args)
     except (RunLockedError, ResumeError) as err:
         raise SystemExit(f"lottery {argv[0]}: error: {err}") from err

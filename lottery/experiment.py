@@ -1,22 +1,26 @@
 """The `lottery fit` experiment: LightningCLI with the LotteryTicket callback as the `ticket` group, built one way.
 
 The `lottery` command, the cells of a comparison and the stability runs all build their runs here, so the
-model, data and callback groups, their links and the defaults are written once. A `lottery fit` locks its
-`default_root_dir` (one writer per folder), checkpoints at every epoch end, and `--resume` continues the newest
-run of that folder from its newest complete checkpoint, in the same log folder, refusing changed settings.
+model, data and callback groups, the data-decided sizes and the defaults are written once. The model is any
+LightningModule and the data any LightningDataModule, named by class path (LightningCLI's subclass mode); a model
+named by no class path is ClassificationModule. A `lottery fit` locks its `default_root_dir` (one writer per
+folder), checkpoints at every epoch end, and `--resume` continues the newest run of that folder from its newest
+complete checkpoint, in the same log folder, refusing changed settings.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 import os
 import sys
 from typing import Any
 
 import yaml
-from jsonargparse import Namespace
-from pytorch_lightning import Trainer
+from jsonargparse import ArgumentParser, Namespace
+from pytorch_lightning import LightningDataModule, LightningModule, Trainer
 from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.cli import LightningCLI
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.utilities import rank_zero_info
 
 from lottery.callback import LotteryTicket
@@ -27,6 +31,19 @@ from lottery.resume import ResumeError, check_settings, default_checkpoint, resu
 
 GROUP = "ticket"  # the LotteryTicket callback's arguments on the command line: --ticket.rounds, --ticket.pruner, ...
 AMOUNTS = ("density", "prune_fraction")  # the callback takes one of them: the one on the command line wins
+RECIPE = "lottery fit --model mypkg.MyModule --data mypkg.MyData --ticket.rounds 5 --ticket.epochs_per_round 10"
+MODEL_TAKES = ("--model takes the class path of a LightningModule that imports here (its package installed or on "
+               "PYTHONPATH), e.g. --model mypkg.MyModule; named by none, the model is the built-in "
+               "lottery.module.ClassificationModule")
+DATA_TAKES = ("--data takes the class path of a LightningDataModule that imports here: lottery.data.MNIST, "
+              "FashionMNIST, CIFAR10, CIFAR100 or your own, e.g. --data mypkg.MyData")
+MODEL_HELP = (f"{MODEL_TAKES}. Arguments: --model.NAME VALUE, or class_path and init_args in a config file, where the "
+              "built-in model's may come without class_path (model: {arch: lenet300, lr: 0.1}). --model.help "
+              "CLASS_PATH lists a class's arguments.")
+DATA_HELP = (f"{DATA_TAKES}. Arguments: --data.NAME VALUE. ClassificationModule needs data and takes num_classes and "
+             "input_shape from a lottery.data module; a model of yours with its own *_dataloader methods needs none.")
+FIT_HELP = (f"Train with the LotteryTicket callback (--ticket.*). Your own model and data: {RECIPE}; or --config "
+            "mine.yaml giving class_path and init_args under model: and data:. See --model and --data below.")
 
 
 def one_amount(args: list[str]) -> list[str]:
@@ -44,22 +61,103 @@ def one_amount(args: list[str]) -> list[str]:
     return list(args)
 
 
-class LotteryCLI(LightningCLI):
-    """`lottery fit --config configs/NAME.yaml [--ticket.rounds 2] [--resume] [--print_config]`."""
+def _imported(spec: Any) -> type | None:
+    """The class a parsed `class_path` spec names (None when none is named or it does not import)."""
+    path = spec.get("class_path") if isinstance(spec, (dict, Namespace)) else None
+    module, _, name = str(path or "").rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return None
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+
+@functools.cache
+def _defaults_of(class_path: str) -> Namespace:
+    """The parsed spec of `class_path` with all its defaults, as `--model CLASS_PATH` alone gives it."""
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_subclass_arguments(LightningModule, "model", fail_untyped=False)
+    return parser.parse_args([f"--model={class_path}"]).model
+
+
+class LotteryParser(LightningArgumentParser):
+    """The parser of `lottery fit`: an error about `--model` or `--data` says what they take, and `resolve` (applied
+    after parsing and to every dump: --print_config, the run's config.yaml) puts in the values the run will use."""
+
+    def __init__(self, *args: Any, default_model: str = "lottery.module.ClassificationModule", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.default_model = default_model
+
+    def error(self, message: str, ex: Exception | None = None) -> Any:
+        kinds = (("model", "LightningModule", MODEL_TAKES), ("data", "LightningDataModule", DATA_TAKES))
+        for key, base, accepted in kinds:
+            # jsonargparse's words for a class path that does not import or names another kind of class
+            wrong_class = (f"subclass of {base}", "No module named", "has no attribute")
+            if f'key "{key}"' in message and any(words in message for words in wrong_class):
+                message = f"{accepted}.\n{message}"
+                break
+        return super().error(message, ex)
+
+    def dump(self, cfg: Namespace, *args: Any, **kwargs: Any) -> Any:
+        return super().dump(self.resolve(cfg.clone()) if isinstance(cfg, Namespace) else cfg, *args, **kwargs)
+
+    def resolve(self, cfg: Namespace) -> Namespace:
+        """`cfg` (of the whole command or of one subcommand) with the default model where no model is named, and
+        ClassificationModule's num_classes and input_shape from a lottery.data module (VisionDataModule).
+
+        The sizes are set here, not by jsonargparse links: a link applies to every class that takes an argument of
+        that name and leaves it out of config.yaml, so a model of yours taking `num_classes` would lose a given value
+        from the saved config. Other models and data are left as given."""
+        part = cfg.get(cfg["subcommand"]) if cfg.get("subcommand") else cfg
+        if not isinstance(part, Namespace) or "model" not in part:
+            return cfg
+        if part.model is None:
+            part.model = _defaults_of(self.default_model).clone()
+        model, data = _imported(part.model), _imported(part.get("data"))
+        if (isinstance(model, type) and issubclass(model, ClassificationModule) and isinstance(data, type)
+                and issubclass(data, VisionDataModule)):
+            part.model.init_args.num_classes = data.num_classes
+            part.model.init_args.input_shape = list(data.image_shape)
+        return cfg
+
+
+class LotteryCLI(LightningCLI):
+    """`lottery fit --config configs/NAME.yaml [--ticket.rounds 2] [--resume] [--print_config]`, or with your own
+    classes `lottery fit --model mypkg.MyModule --data mypkg.MyData ...`.
+
+    The model is any LightningModule, `model_class` (default ClassificationModule) when none is named; a config's
+    `model:` without class_path gives `model_class`'s arguments. The data are any subclass of `datamodule_class`
+    (default LightningDataModule)."""
+
+    def __init__(self, model_class: type[LightningModule] | None = None,
+                 datamodule_class: type[LightningDataModule] | None = None, *args: Any, **kwargs: Any) -> None:
         self.lock: RunLock | None = None
+        self.default_model = model_class or ClassificationModule
+        self.data_class = datamodule_class or LightningDataModule
+        kwargs.setdefault("parser_class", LotteryParser)
         try:
-            super().__init__(*args, **kwargs)
+            super().__init__(None, None, *args, **kwargs)
         finally:
             if self.lock is not None:
                 self.lock.release()
 
+    def init_parser(self, **kwargs: Any) -> LotteryParser:
+        kwargs.setdefault("default_model", f"{self.default_model.__module__}.{self.default_model.__qualname__}")
+        return super().init_parser(**kwargs)  # parser_class: LotteryParser or a subclass
+
+    def add_core_arguments_to_parser(self, parser: Any) -> None:
+        parser.add_lightning_class_args(self.trainer_class, "trainer")
+        parser.set_defaults({f"trainer.{k}": v for k, v in self.trainer_defaults.items() if k != "callbacks"})
+        # Any LightningModule; a `model:` of arguments without class_path is the default model's, by jsonargparse's
+        # implicit class path (the first type of the union). No parser default: jsonargparse would carry the
+        # default model's arguments (lr, ...) into a class named later, so LotteryParser.resolve fills it in
+        models = tuple(dict.fromkeys((self.default_model, LightningModule)))
+        parser.add_subclass_arguments(models, "model", required=False, fail_untyped=False, help=MODEL_HELP)
+        parser.add_subclass_arguments(self.data_class, "data", required=False, fail_untyped=False, help=DATA_HELP)
+        parser.groups["model"].title = f"Model: any LightningModule, {self.default_model.__name__} by default"
+        parser.groups["data"].title = f"Data: any {self.data_class.__name__}"
+
     def add_arguments_to_parser(self, parser: Any) -> None:
         parser.add_lightning_class_args(LotteryTicket, GROUP)
-        # the data decide the model's input and output sizes
-        parser.link_arguments("data", "model.num_classes", compute_fn=lambda d: d.num_classes, apply_on="instantiate")
-        parser.link_arguments("data", "model.input_shape", compute_fn=lambda d: d.image_shape, apply_on="instantiate")
         parser.add_argument("--resume", action="store_true",
                             help="continue the newest run of this default_root_dir from its newest checkpoint, in its "
                                  "own log folder; refused when model, data or ticket settings differ from its config.yaml")
@@ -68,11 +166,17 @@ class LotteryCLI(LightningCLI):
 
     def parse_arguments(self, parser: Any, args: Any) -> None:
         if isinstance(args, (dict, Namespace)):
-            return super().parse_arguments(parser, args)
-        if args is None:
+            super().parse_arguments(parser, args)
+        elif args is None:
             self.config = parser.parse_args(one_amount(sys.argv[1:]))
         else:
             super().parse_arguments(parser, one_amount(list(args)))
+        part = parser.resolve(self.config)
+        part = part.get(part["subcommand"]) if part.get("subcommand") else part
+        model = _imported(part.get("model"))
+        if part.get("data") is None and isinstance(model, type) and issubclass(model, ClassificationModule):
+            parser.error(f"{model.__name__} needs --data: lottery.data.MNIST, FashionMNIST, CIFAR10, CIFAR100 or "
+                         "the class path of another LightningDataModule")
 
     def before_instantiate_classes(self) -> None:
         if self.subcommand is None:
@@ -116,15 +220,15 @@ class LotteryCLI(LightningCLI):
 
 
 def build_cli(args: list[str] | None = None, run: bool = True) -> LotteryCLI:
-    """The LotteryCLI of ClassificationModule and any VisionDataModule for `args` (None: the command line);
-    with `run` it runs the subcommand (`fit`, ...), without it only builds the model, data and trainer."""
+    """The LotteryCLI for `args` (None: the command line): any LightningModule (ClassificationModule when none is
+    named) and any LightningDataModule; with `run` it runs the subcommand (`fit`, ...), without it only builds the
+    model, data and trainer."""
     # a progress bar redrawn every step costs more than a LeNet step; every 20 steps looks the same
     os.environ.setdefault("TQDM_MINITERS", "20")
     return LotteryCLI(
         ClassificationModule,
-        VisionDataModule,
-        subclass_mode_data=True,
         save_config_kwargs={"overwrite": True},
+        parser_kwargs={"fit": {"description": FIT_HELP}},
         args=args,
         run=run,
     )

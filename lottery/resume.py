@@ -24,6 +24,8 @@ TRAINING = tuple(f"trainer.{k}" for k in (  # trainer settings that change what 
     "gradient_clip_algorithm", "precision", "max_steps", "overfit_batches", "val_check_interval",
     "check_val_every_n_epoch"))
 NOT_SETTINGS = ("config", "ckpt_path", "resume", "resume_with_changes")  # how this invocation was started
+BUILT_IN_MODEL = "lottery.module.ClassificationModule"
+FROM_DATA = ("num_classes", "input_shape")  # ClassificationModule's sizes, set from the data
 SAVED_CONFIG = "config.yaml"  # LightningCLI's SaveConfigCallback writes the resolved config there in the log folder
 LAST = "last.ckpt"
 
@@ -132,6 +134,24 @@ def resume_point(trainer: Trainer) -> tuple[Path, Path]:
     return folder, checkpoint
 
 
+def _flat_model(config: dict[str, Any]) -> dict[str, Any]:
+    model = config.get("model")
+    if isinstance(model, dict) and model.get("class_path") == BUILT_IN_MODEL:
+        return {**config, "model": dict(model.get("init_args") or {})}
+    return config
+
+
+def comparable(saved: dict[str, Any], now: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`saved` and `now` with the built-in model's arguments straight under `model:`, as config files give them and
+    as a config.yaml saved before models were named by class path holds them (another model keeps its class_path and
+    init_args); the sizes the data set, which such a config.yaml left out, are taken from `now` where missing."""
+    saved, now = _flat_model(saved), _flat_model(now)
+    old, new = saved.get("model"), now.get("model")
+    if isinstance(old, dict) and isinstance(new, dict) and "class_path" not in old and "class_path" not in new:
+        saved = {**saved, "model": {**{k: new[k] for k in FROM_DATA if k in new}, **old}}
+    return saved, now
+
+
 def check_settings(folder: Path, now: dict[str, Any], allow: bool) -> None:
     """Refuse (unless `allow`: --resume_with_changes) a resolved config `now` whose model, data or ticket settings
     differ from those the run in `folder` was started with (its saved config.yaml)."""
@@ -141,7 +161,7 @@ def check_settings(folder: Path, now: dict[str, Any], allow: bool) -> None:
                        "compared with the ones it was started with; continuing with the given ones")
         return
     saved = yaml.safe_load(saved_path.read_text()) or {}
-    refused, allowed = setting_changes(saved, now)
+    refused, allowed = setting_changes(*comparable(saved, now))
     if allowed:
         rank_zero_info("lottery fit --resume: settings a resume may change differ from the run's (applied):\n  "
                        + "\n  ".join(allowed))

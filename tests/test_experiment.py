@@ -148,3 +148,33 @@ def test_resume_without_a_checkpoint_says_what_to_do(tmp_path):
     with pytest.raises(SystemExit, match="--resume_with_changes goes with --resume"):
         main(["fit", "--config", CONFIG, f"--trainer.default_root_dir={tmp_path}", "--resume_with_changes"])
     assert not (tmp_path / LOCK).exists()
+
+
+def test_resume_reads_a_config_saved_before_models_were_named_by_class_path(tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "lightning_logs" / "version_0"
+    checkpoint_file(folder / "checkpoints" / "last.ckpt", 100)
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", CONFIG, f"--trainer.default_root_dir={tmp_path}", "--print_config"])
+    saved = yaml.safe_load(capsys.readouterr().out)
+    assert saved["model"]["class_path"] == "lottery.module.ClassificationModule"
+    # the earlier form: the model's arguments straight under model:, the sizes the data set left out
+    saved["model"] = {k: v for k, v in saved["model"]["init_args"].items() if k not in ("num_classes", "input_shape")}
+    (folder / "config.yaml").write_text(yaml.safe_dump(saved))
+    cli = resume(tmp_path, monkeypatch)  # same settings: continues
+    assert cli.config_init.fit.ckpt_path == str(folder / "checkpoints" / "last.ckpt")
+    with pytest.raises(SystemExit, match=r"model.lr: 0.0012 -> 0.1"):
+        main(["fit", "--config", CONFIG, f"--trainer.default_root_dir={tmp_path}", "--resume", "--model.lr", "0.1"])
+
+
+def test_a_run_of_your_own_module_resumes_and_refuses_its_changed_arguments(tmp_path, monkeypatch, capsys):
+    own = ["--model", "user_code.TinyModule", "--data", "user_code.TinyData", "--seed_everything", "0",
+           f"--trainer.default_root_dir={tmp_path}"]
+    folder = tmp_path / "lightning_logs" / "version_0"
+    checkpoint_file(folder / "checkpoints" / "last.ckpt", 100)
+    with pytest.raises(SystemExit):
+        main(["fit", *own, "--print_config"])
+    (folder / "config.yaml").write_text(capsys.readouterr().out)
+    monkeypatch.setattr(LotteryCLI, "_run_subcommand", lambda self, subcommand: None)
+    assert type(build_cli(["fit", *own, "--resume"]).model).__name__ == "TinyModule"
+    with pytest.raises(SystemExit, match=r"model.init_args.hidden: 16 -> 4"):
+        main(["fit", *own, "--resume", "--model.hidden", "4"])
