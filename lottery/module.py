@@ -73,6 +73,10 @@ class ClassificationModule(pl.LightningModule):
         self._train_preds: list[Tensor] = []
         self._train_targets: list[Tensor] = []
 
+    # training_step is the cross-entropy of forward(x) on (x, y): pruners scoring inside LotteryTicket use their own
+    # form of it (GraSP with its temperature) instead of calling training_step (lottery.callback.loss)
+    lottery_loss = "cross_entropy"
+
     # Lightning sets `_current_fx_name` around every hook it calls (about 40 times a step) and
     # training_step updates running sums: none of them is a parameter, buffer or module, so they skip
     # nn.Module.__setattr__'s bookkeeping (2 us each, ~3% of a LeNet step on CPU)

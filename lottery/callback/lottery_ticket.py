@@ -79,11 +79,11 @@ class LotteryTicket(Callback):
             alone keeps them exactly zero (zero gradient and zero state give a zero update, weight decay
             included), so the second pass is skipped for them unless asked; other optimizers always get it.
         ticket: the old spelling of `from_ticket` (the output tickets are `self.tickets`).
-        loss_fn: what data-driven pruners (SNIP, GraSP, Iterative SNIP, FORCE) score with: ``"cross_entropy"``
-            (the pruner's cross-entropy of ``forward(inputs)`` on ``(inputs, labels)`` batches, as the papers;
-            GraSP divides the logits by its temperature), ``"training_step"`` (the module's own loss on its own
-            batches: dict batches, several inputs), a callable ``(module, batch) -> loss``, or ``"auto"``
-            (default): cross-entropy when ``forward`` takes one input, else ``training_step``.
+        loss_fn: what data-driven pruners (SNIP, GraSP, Iterative SNIP, FORCE) score with: ``"training_step"``
+            (default: the module's own loss on its own batches), ``"cross_entropy"`` (the pruner's cross-entropy
+            of ``forward(inputs)`` on ``(inputs, labels)`` batches, as in the papers; GraSP divides the logits by
+            its temperature), or a callable ``(module, batch) -> loss``. A module whose training_step is that
+            cross-entropy may declare ``lottery_loss = "cross_entropy"`` (ClassificationModule does).
 
     Pruning at initialization: with ``epochs_per_round=0`` the callback runs `rounds` scoring steps (the
     exponential schedule d^(k/rounds)) before the first training step, data-driven pruners drawing their
@@ -129,7 +129,7 @@ class LotteryTicket(Callback):
         from_ticket: str | Ticket | None = None,
         sanity: str | None = None,
         ticket: str | Ticket | None = None,
-        loss_fn: str | Callable[[pl.LightningModule, Any], Tensor] = "auto",
+        loss_fn: str | Callable[[pl.LightningModule, Any], Tensor] = "training_step",
     ) -> None:
         super().__init__()
         if ticket is not None:

@@ -131,7 +131,7 @@ def test_snip_at_init_scores_the_demo_transformer_with_its_own_training_step(tmp
     assert cb.rounds == 1 and cb.tickets[-1].density == pytest.approx(0.5, abs=1e-4)
 
 
-def test_a_one_input_module_with_dict_batches_scores_with_loss_fn_training_step(tmp_path):
+def test_a_module_with_dict_batches_scores_with_its_training_step(tmp_path):
     class DictBatches(pl.LightningModule):
         def __init__(self):
             super().__init__()
@@ -152,11 +152,10 @@ def test_a_one_input_module_with_dict_batches_scores_with_loss_fn_training_step(
             return DataLoader(rows, batch_size=4)
 
     pl.seed_everything(0)
-    with pytest.raises(ValueError, match="loss_fn"):  # auto: one input, so the pruner's (inputs, labels) loss
-        fit(DictBatches(), LotteryTicket(pruner="snip", density=0.5, epochs_per_round=0, dirpath=str(tmp_path / "a")),
-            max_epochs=1)
-    cb = LotteryTicket(pruner="snip", density=0.5, epochs_per_round=0, loss_fn="training_step",
-                       dirpath=str(tmp_path / "b"))
+    with pytest.raises(ValueError, match="loss_fn"):  # the pruner's own loss needs (inputs, labels) batches
+        fit(DictBatches(), LotteryTicket(pruner="snip", density=0.5, epochs_per_round=0, loss_fn="cross_entropy",
+                                         dirpath=str(tmp_path / "a")), max_epochs=1)
+    cb = LotteryTicket(pruner="snip", density=0.5, epochs_per_round=0, dirpath=str(tmp_path / "b"))  # training_step
     with pytest.warns(UserWarning, match="had no validation"):
         fit(DictBatches(), cb, max_epochs=1)
     assert cb.tickets[-1].density == pytest.approx(0.5, abs=0.01)
@@ -215,3 +214,16 @@ def test_attention_embedding_weight_norm_and_tied_weights_with_include(tmp_path,
     assert not module.decoder.weight[~masks["embed.weight"]].any()  # the tied tensor: one mask
     assert not module.ff.weight[~masks["ff.parametrizations.weight.original1"]].any()  # the effective weight
     assert "shared: decoder.weight = embed.weight" in caplog.text and "pruning 4 weights" in caplog.text
+
+
+def test_a_training_step_that_reads_its_trainer_asks_for_a_loss_fn(tmp_path):
+    from helpers import Module
+
+    class Reads(Module):
+        lottery_loss = None  # not declared: scored with its training_step, which reads self.trainer
+
+    module = Reads(scheduler=None)
+    module.record = True
+    with pytest.raises(RuntimeError, match="reads its Trainer.*loss_fn="):
+        fit(module, LotteryTicket(pruner="snip", density=0.5, epochs_per_round=0, dirpath=str(tmp_path / "t")),
+            max_epochs=1)
