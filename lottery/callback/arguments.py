@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import pytorch_lightning as pl
+
 from lottery.sanity import check_variant
 from lottery.sparsity import check_amount, check_fractions, check_scope
 from lottery.ticket import Ticket
@@ -36,3 +38,14 @@ def check_arguments(rounds: int, epochs_per_round: int, prune_fraction: float | 
     check_variant(sanity)
     if sanity is not None and from_ticket is None:
         raise ValueError("sanity= transforms a given ticket: pass from_ticket= (or its old spelling ticket=) too")
+
+
+def check_rounds_trainer(trainer: pl.Trainer, monitor: str) -> None:
+    """Raise before training if the Trainer holds a callback that cannot work across IMP rounds (EarlyStopping)."""
+    if trainer.early_stopping_callbacks:
+        raise ValueError(
+            "LotteryTicket with IMP rounds (epochs_per_round > 0) and EarlyStopping on the Trainer: "
+            "EarlyStopping's best score carries over from round to round and its stop ends the whole run, "
+            "not a round. Remove EarlyStopping: every round records its own early stopping, Frankle & "
+            f"Carbin's early-stopping iteration (best_{monitor}, best_step, and the metrics at that "
+            "step as *_at_best in rounds.csv). With epochs_per_round=0 (one ticket trained) it works as usual.")

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from lottery import rng
 from lottery.callback import hooks, loss, start
-from lottery.callback.arguments import check_arguments
+from lottery.callback.arguments import check_arguments, check_rounds_trainer
 from lottery.callback.clock import RoundClock, iteration
 from lottery.callback.masks import LiveMasks
 from lottery.callback.metrics import RoundMetrics
@@ -187,13 +187,7 @@ class LotteryTicket(Callback):
         if self.run.base_seed is None:
             self.run.base_seed = self.seed if self.seed is not None else torch.initial_seed()
         if self.epochs_per_round > 0:
-            if trainer.early_stopping_callbacks:
-                raise ValueError(
-                    "LotteryTicket with IMP rounds (epochs_per_round > 0) and EarlyStopping on the Trainer: "
-                    "EarlyStopping's best score carries over from round to round and its stop ends the whole run, "
-                    "not a round. Remove EarlyStopping: every round records its own early stopping, Frankle & "
-                    f"Carbin's early-stopping iteration (best_{self.monitor}, best_step, and the metrics at that "
-                    "step as *_at_best in rounds.csv). With epochs_per_round=0 (one ticket trained) it works as usual.")
+            check_rounds_trainer(trainer, self.monitor)
             self.clock.set_budget(trainer)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -228,11 +222,6 @@ class LotteryTicket(Callback):
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit":
             return
-        if self.monitor not in trainer.callback_metrics:
-            logged = ", ".join(sorted(trainer.callback_metrics)) or "nothing"
-            raise ValueError(f"LotteryTicket(monitor={self.monitor!r}): the validation logged no such metric; it logged "
-                             f"{logged}. Pass monitor= one of those (and mode='min' or 'max'), or log "
-                             f"{self.monitor!r} in validation_step.")
         self.metrics.observe(trainer.callback_metrics, iteration(trainer) - self.run.round_start_step,
                              trainer.current_epoch, self.run.round)
 
@@ -304,11 +293,7 @@ class LotteryTicket(Callback):
                 "prune_fraction": self.prune_fraction, "steps": iteration(trainer) - self.run.round_start_step,
                 "metrics": self.metrics.summary()}
         if self.metrics.best is None:
-            rank_zero_warn(
-                f"LotteryTicket: round {self.run.round} had no validation, so it records no validation values and "
-                f"best_{self.monitor} is NaN (Trainer check_val_every_n_epoch={trainer.check_val_every_n_epoch}, "
-                f"limit_val_batches={trainer.limit_val_batches}). To measure every round, validate at least once per "
-                f"round: check_val_every_n_epoch dividing epochs_per_round ({self.epochs_per_round}).")
+            self.metrics.warn_unmeasured(trainer, self.run.round, self.epochs_per_round)
         ticket = Ticket({n: m.cpu() for n, m in self.live.masks.items()}, self.run.ticket_weights(), meta)
         ticket.metadata["density"] = ticket.density
         self.tickets.append(ticket)

@@ -7,6 +7,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor
 
@@ -46,7 +47,12 @@ class RoundMetrics:
         self.warned = False
 
     def observe(self, metrics: Mapping[str, Any], step: int, epoch: int, round: int) -> None:
-        """One validation's metrics at `step` of the round, in `epoch` (`metrics` must hold the monitored value)."""
+        """One validation's metrics at `step` of the round, in `epoch`; raise if the monitored value is not among them."""
+        if self.monitor not in metrics:
+            logged = ", ".join(sorted(metrics)) or "nothing"
+            raise ValueError(f"LotteryTicket(monitor={self.monitor!r}): the validation logged no such metric; it logged "
+                             f"{logged}. Pass monitor= one of those (and mode='min' or 'max'), or log "
+                             f"{self.monitor!r} in validation_step.")
         # kept in the checkpoint: a run resumed at a round boundary closes the round with these metrics (training
         # values at a validation are an earlier epoch's: they come from end_epoch)
         self.last = {k: v for k, v in scalars(metrics).items() if not k.startswith(TRAIN)}
@@ -82,6 +88,14 @@ class RoundMetrics:
         rank_zero_warn(f"LotteryTicket: {problem} at step {step} of round {round}: training has diverged, and a ticket "
                        "pruned from these weights means nothing. Lower the learning rate (or add warmup or "
                        "gradient clipping) and train again.")
+
+    def warn_unmeasured(self, trainer: pl.Trainer, round: int, epochs_per_round: int) -> None:
+        """Say that `round` had no validation, and which Trainer settings made it so."""
+        rank_zero_warn(
+            f"LotteryTicket: round {round} had no validation, so it records no validation values and "
+            f"best_{self.monitor} is NaN (Trainer check_val_every_n_epoch={trainer.check_val_every_n_epoch}, "
+            f"limit_val_batches={trainer.limit_val_batches}). To measure every round, validate at least once per "
+            f"round: check_val_every_n_epoch dividing epochs_per_round ({epochs_per_round}).")
 
     def summary(self) -> dict[str, float]:
         """The round's record: its last validation's values and last epoch's training values, those at the best
