@@ -47,8 +47,9 @@ class RunOutput:
         metrics, best = ticket.metrics, f"best_{self.monitor}"
         log = {"lottery/round": float(ticket.round), "lottery/density": ticket.density,
                f"lottery/{best}": metrics[best], f"lottery/{best}_step": float(metrics["best_step"])}
-        for logger in trainer.loggers:
-            logger.log_metrics(log, step=trainer.global_step)
+        for logger in trainer.loggers:  # W&B gets the round's values, best ones included, from log_round
+            if not wandb_integration.is_wandb(logger):
+                logger.log_metrics(log, step=trainer.global_step)
         rank_zero_info(f"LotteryTicket: round {ticket.round} done, density {ticket.density:.4f}, "
                        f"best {self.monitor} {metrics[best]:.4f} at step {metrics['best_step']}")
 

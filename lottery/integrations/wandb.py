@@ -19,9 +19,14 @@ def runs(trainer: pl.Trainer) -> list[Any]:
     """The wandb runs of the Trainer's WandbLoggers (none off rank zero, or without a WandbLogger)."""
     if not trainer.is_global_zero:
         return []
+    return [lg.experiment for lg in trainer.loggers if is_wandb(lg)]
+
+
+def is_wandb(logger: Any) -> bool:
+    """True for Lightning's WandbLogger (without importing wandb)."""
     from pytorch_lightning.loggers import WandbLogger
 
-    return [lg.experiment for lg in trainer.loggers if isinstance(lg, WandbLogger)]
+    return isinstance(logger, WandbLogger)
 
 
 def define_metrics(trainer: pl.Trainer) -> None:
@@ -30,6 +35,22 @@ def define_metrics(trainer: pl.Trainer) -> None:
         run.define_metric("lottery/round")
         run.define_metric("lottery/density")
         run.define_metric("round/*", step_metric="lottery/density")
+
+
+_DEFINED: dict[str, set[str]] = {}  # per run id: the per-round keys given their axis so far
+
+
+def _define_round_axis(run: Any, keys: list[str]) -> None:
+    """Chart each per-round key against density by its exact name, before its first log.
+
+    Lightning's WandbLogger defines ``*`` against trainer/global_step; which of two matching globs W&B applies is
+    unspecified, so the glob ``round/*`` alone put some keys on the wrong axis. An exact name wins over any glob.
+    """
+    done = _DEFINED.setdefault(run.id, set())
+    for key in keys:
+        if key not in done:
+            run.define_metric(key, step_metric="lottery/density")
+            done.add(key)
 
 
 def log_round(trainer: pl.Trainer, ticket: Ticket, path: Path | None) -> None:
@@ -48,6 +69,7 @@ def log_round(trainer: pl.Trainer, ticket: Ticket, path: Path | None) -> None:
     meta = {k: ticket.metadata.get(k) for k in ("round", "density", "pruner", "rewind", "scope")}
     meta["metrics"] = ticket.metrics
     for run in active:
+        _define_round_axis(run, [k for k, v in payload.items() if k.startswith("round/") and isinstance(v, float)])
         run.log(payload)
         if path is not None:
             artifact = wandb.Artifact(f"ticket-{run.id}-round{ticket.round:02d}", type="ticket", metadata=meta)

@@ -56,3 +56,22 @@ def test_offline_wandb_run_has_metrics_tables_and_ticket_artifacts(tmp_path, mon
     layer_tables = [json.loads(p.read_text()) for p in tables if "layer_densities" in p.name]
     assert len(layer_tables) == 3 and layer_tables[0]["columns"] == ["round", "layer", "weights", "kept", "density"]
     assert any(p.suffix == ".png" for p in (run_dir / "files" / "media" / "images").glob("**/*"))
+
+
+def test_every_per_round_key_has_its_axis_by_name_and_rounds_are_logged_once(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    pl.seed_everything(0)
+    logger = WandbLogger(project="lottery-test", save_dir=str(tmp_path), offline=True)
+    cb = LotteryTicket(rounds=2, epochs_per_round=1, dirpath=str(tmp_path / "tickets"))
+    trainer(tmp_path, [cb], logger=logger).fit(WithTest(scheduler=None))
+    logger.experiment.finish()
+    records = read_records(next(next((tmp_path / "wandb").glob("offline-run-*")).glob("run-*.wandb")))
+    axis = {r.metric.name: r.metric.step_metric for r in records if r.WhichOneof("record_type") == "metric" and r.metric.name}
+    history = [{i.key or i.nested_key[0] for i in r.history.item} for r in records if r.WhichOneof("record_type") == "history"]
+    scalars = {k for h in history for k in h if k.startswith("round/") and k not in ("round/layer_densities", "round/metrics")}
+    assert scalars and all(axis.get(k) == "lottery/density" for k in scalars), {k: axis.get(k) for k in scalars}
+    assert sum("lottery/round" in h for h in history) == 3  # once per round, not again through the logger
+    assert not any("lottery/best_val_loss" in h for h in history)  # round/best_val_loss holds it
