@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
+from lightning_fabric.utilities.apply_func import move_data_to_device
 from torch import Tensor, nn
 
 LossFn = Callable[[nn.Module, Any], Tensor]  # (module, batch) -> scalar loss, the mean over the batch's examples
@@ -21,22 +22,8 @@ USE_LOSS_FN = ("for other batches pass loss_fn=(module, batch) -> loss "
 
 
 def to_device(batch: Any, device: torch.device | None) -> Any:
-    """`batch` with every tensor in its tuples, lists and dicts moved to `device` (as given when None)."""
-    if device is None:
-        return batch
-    if isinstance(batch, Tensor):
-        return batch.to(device)
-    if isinstance(batch, Mapping):
-        items = {k: to_device(v, device) for k, v in batch.items()}
-        try:
-            return type(batch)(items)
-        except TypeError:  # a mapping class not built from a dict
-            return items
-    if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # a namedtuple
-        return type(batch)(*(to_device(v, device) for v in batch))
-    if isinstance(batch, (tuple, list)):
-        return type(batch)(to_device(v, device) for v in batch)
-    return batch
+    """`batch` with every tensor in its tuples, lists, dicts and dataclasses moved to `device` (as given when None)."""
+    return batch if device is None else move_data_to_device(batch, device)
 
 
 def labelled(batch: Any) -> bool:
