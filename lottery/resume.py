@@ -123,15 +123,28 @@ def resume_point(trainer: Trainer) -> tuple[Path, Path]:
         elif isinstance(logger, (CSVLogger, TensorBoardLogger)):  # a version named in the config
             folder = Path(logger.log_dir)
             places = [folder / "checkpoints"]
-        else:  # e.g. W&B: results in its save_dir, checkpoints in save_dir/name/<run id>/checkpoints
-            folder = Path(logger.save_dir or trainer.default_root_dir)
-            places = list((folder / str(logger.name)).glob("*/checkpoints"))
+        else:  # e.g. W&B: each run's own folder is save_dir/name/<run id> (lottery.layout.run_folder), checkpoints in it
+            folder = Path(logger.save_dir or trainer.default_root_dir) / str(logger.name)
+            places = list(folder.glob("*/checkpoints"))
         checkpoint = newest_checkpoint(p for d in [*places, *named] for p in d.glob("*.ckpt"))
         if checkpoint is None:
             raise ResumeError(f"--resume found no complete checkpoint of the run in {folder} (looked in "
                               f"{', '.join(map(str, [*places, *named])) or 'no checkpoint folder'}). Start the run "
                               "anew without --resume, or pass --ckpt_path PATH to start from a checkpoint.")
+        if checkpoint.parent in places:
+            folder = _continue_run(logger, checkpoint.parent.parent)
     return folder, checkpoint
+
+
+def _continue_run(logger: Any, folder: Path) -> Path:
+    """Point a logger named by run id (W&B) at the run of `folder`, before its run starts: the resumed run writes
+    into its own folder again, and W&B continues that run (WandbLogger resumes a given id)."""
+    from pytorch_lightning.loggers import WandbLogger
+
+    if isinstance(logger, WandbLogger) and logger._experiment is None:
+        # WandbLogger takes the id only in its constructor; these are where it keeps it until the run starts
+        logger._id = logger._wandb_init["id"] = folder.name
+    return folder
 
 
 def _flat_model(config: dict[str, Any]) -> dict[str, Any]:

@@ -57,3 +57,55 @@ def test_an_incomplete_rounds_csv_is_refused_naming_the_file(tmp_path, text, pro
     layout.rounds.write_text(text)
     with pytest.raises(ValueError, match=f"{tmp_path}/tickets/rounds.csv .*{problem}"):
         layout.read_rounds()
+
+
+def test_a_folder_is_claimed_by_one_run(tmp_path):
+    from lottery.layout import FolderTakenError
+
+    layout = RunLayout(tmp_path / "tickets")
+    layout.claim("run-a", resuming=False)
+    assert layout.owner() == "run-a"
+    layout.claim("run-b", resuming=False)  # no tickets written yet: nothing of run-a's is at stake
+    assert layout.owner() == "run-b"
+    layout.save(ticket(0, [True, True]), [ticket(0, [True, True])], "val_loss")
+    layout.claim("run-b", resuming=True)  # the same run resumed
+    for resuming in (False, True):
+        with pytest.raises(FolderTakenError, match=r"holds the tickets of another run \(run run-b; rounds 00\).*dirpath"):
+            layout.claim("run-c", resuming=resuming)
+    assert layout.owner() == "run-b" and layout.ticket(0).is_file()
+
+
+def test_a_folder_written_before_runs_claimed_folders_is_refused_unless_resuming(tmp_path):
+    from lottery.layout import FolderTakenError
+
+    layout = RunLayout(tmp_path / "tickets")
+    layout.save(ticket(0, [True, True]), [ticket(0, [True, True])], "val_loss")  # no run.json
+    with pytest.raises(FolderTakenError, match="a run that did not record its id"):
+        layout.claim("new", resuming=False)
+    layout.claim("old-run-resumed", resuming=True)
+    assert layout.owner() == "old-run-resumed"
+
+
+def test_run_folder_is_the_runs_own_for_every_kind_of_logger(tmp_path):
+    import pytorch_lightning as pl
+    from pytorch_lightning.loggers import CSVLogger, Logger
+
+    from lottery.layout import run_folder
+
+    class Plain(Logger):  # a logger without a log_dir, such as W&B: name and version say whose run it is
+        name, version = "proj", "abc123"
+        save_dir = str(tmp_path / "plain")
+
+        def log_metrics(self, metrics, step=None):
+            pass
+
+        def log_hyperparams(self, params, *args, **kwargs):
+            pass
+
+    def folder(logger):
+        return run_folder(pl.Trainer(logger=logger, default_root_dir=tmp_path, accelerator="cpu"))
+
+    csv_logger = CSVLogger(tmp_path, name="logs")
+    assert folder(csv_logger) == tmp_path / "logs" / "version_0"  # its log_dir, as before
+    assert folder(Plain()) == tmp_path / "plain" / "proj" / "abc123"
+    assert folder(False) == tmp_path

@@ -65,7 +65,9 @@ class LotteryTicket(Callback):
             saved at the rewind point, with pruned entries zeroed).
         monitor, mode: metric whose best value and step are recorded per round; the step of the minimum
             validation loss is the early-stopping iteration of Frankle & Carbin.
-        dirpath: where tickets and ``rounds.csv`` go (default ``<trainer.log_dir>/tickets``).
+        dirpath: where tickets and ``rounds.csv`` go (default ``tickets`` in the run's own folder: the logger's
+            ``version_N`` folder, for W&B ``<save_dir>/<project>/<run id>``); a folder holding another run's
+            tickets is refused unless this run resumes that one.
         seed: seed of the scoring randomness (random pruner); default torch's initial seed.
         invert: prune the highest scores instead of the lowest (the inversion sanity check).
         from_ticket: with ``epochs_per_round=0``, train this ticket (a path or a Ticket) instead of pruning:
@@ -191,6 +193,8 @@ class LotteryTicket(Callback):
             self.clock.set_budget(trainer)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # after a checkpoint's state is loaded (so a resumed run keeps its id), before any pruning or training
+        self.output.claim(trainer, self.run.identify(), resuming=trainer.ckpt_path is not None)
         self.live.attach(pl_module, self._plan.dense_masks(pl_module))
         # zeroed gradients keep pruned weights at zero under the usual optimizers; others are re-masked
         self._hooks = [opt.register_step_post_hook(self._after_step) for opt in trainer.optimizers
@@ -224,6 +228,13 @@ class LotteryTicket(Callback):
             return
         self.metrics.observe(trainer.callback_metrics, iteration(trainer) - self.run.round_start_step,
                              trainer.current_epoch, self.run.round)
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking and trainer.state.fn == "fit":
+            self.output.mark_epoch(pl_module, self.run.round, iteration(trainer) - self.run.round_start_step)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.output.mark_epoch(pl_module, self.run.round, iteration(trainer) - self.run.round_start_step)
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
         # a checkpoint saved at an epoch's end comes after the module logged that epoch's training metrics, which

@@ -20,6 +20,9 @@ def scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if isinstance(v, Tensor) and v.numel() == 1}
 
 
+OWN = "lottery/"  # the callback's own logged values (the round on every epoch row) are not the module's metrics
+
+
 class RoundMetrics:
     """Tracks one round's validations: the best value of `monitor` (by `mode`), its step, and the metrics then.
 
@@ -48,6 +51,7 @@ class RoundMetrics:
 
     def observe(self, metrics: Mapping[str, Any], step: int, epoch: int, round: int) -> None:
         """One validation's metrics at `step` of the round, in `epoch`; raise if the monitored value is not among them."""
+        metrics = {k: v for k, v in metrics.items() if not k.startswith(OWN)}  # the module's values, not ours
         if self.monitor not in metrics:
             logged = ", ".join(sorted(metrics)) or "nothing"
             raise ValueError(f"LotteryTicket(monitor={self.monitor!r}): the validation logged no such metric; it logged "

@@ -8,23 +8,37 @@ import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_info
 
 from lottery.integrations import wandb as wandb_integration
-from lottery.layout import RunLayout
+from lottery.layout import FolderTakenError, RunLayout, run_folder
 from lottery.ticket import Ticket
 
 
 class RunOutput:
-    """Writes tickets to `dirpath` (default ``<trainer.log_dir>/tickets``) and logs each round."""
+    """Writes tickets to `dirpath` (default: ``tickets`` in the run's own folder, `lottery.layout.run_folder`) and
+    logs each round."""
 
     def __init__(self, dirpath: str | None, monitor: str) -> None:
         self.dirpath, self.monitor = dirpath, monitor
         self._layout: RunLayout | None = None
 
     def layout(self, trainer: pl.Trainer) -> RunLayout:
-        """The run's results folder; resolved on every rank because `trainer.log_dir` is a collective call."""
+        """The run's results folder; resolved on every rank because `run_folder` is a collective call."""
         if self._layout is None:
-            self._layout = (RunLayout(Path(self.dirpath)) if self.dirpath
-                            else RunLayout.under(trainer.log_dir or trainer.default_root_dir))
+            self._layout = RunLayout(Path(self.dirpath)) if self.dirpath else RunLayout.under(run_folder(trainer))
         return self._layout
+
+    def claim(self, trainer: pl.Trainer, run_id: str, resuming: bool) -> None:
+        """At fit start, before any work: make the results folder this run's, or refuse (on every rank) one that
+        holds another run's tickets."""
+        self._layout = None
+        layout, problem = self.layout(trainer), None
+        if trainer.is_global_zero:
+            try:
+                layout.claim(run_id, resuming)
+            except FolderTakenError as err:
+                problem = str(err)
+        problem = trainer.strategy.broadcast(problem)  # every rank stops, none waits for the others
+        if problem is not None:
+            raise FolderTakenError(problem)
 
     def open(self, trainer: pl.Trainer, tickets: list[Ticket]) -> None:
         """At the start of training: resolve the folder, set up W&B, and write the tickets a resumed run already has."""
@@ -39,6 +53,13 @@ class RunOutput:
         if not trainer.is_global_zero:
             return None
         return layout.save(ticket, tickets, self.monitor, overwrite)
+
+    @staticmethod
+    def mark_epoch(pl_module: pl.LightningModule, round: int, round_step: int) -> None:
+        """Put the round and the step within it on the epoch's logged rows, so training curves split by round."""
+        for name, value in (("lottery/round", round), ("lottery/round_step", round_step)):
+            # epoch-level only: a per-step value that changes once per round would bloat every step's row
+            pl_module.log(name, float(value), on_step=False, on_epoch=True, sync_dist=False, rank_zero_only=True)
 
     def record(self, trainer: pl.Trainer, ticket: Ticket, tickets: list[Ticket]) -> None:
         """A closed round (the last of `tickets`): its file, rounds.csv, its values in the loggers and in W&B."""

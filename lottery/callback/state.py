@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ class RunState:
     finished: bool = False
     base_seed: int | None = None
     label: str = ""  # the pruner (or given ticket) named in every ticket
+    run_id: str | None = None  # claims the results folder; kept across resumes (None: a checkpoint from before ids)
 
     def ticket_weights(self) -> dict[str, Tensor]:
         """The values the current round's ticket starts from."""
@@ -36,7 +38,7 @@ class RunState:
         return {
             "version": STATE_VERSION, "round": self.round, "round_start_step": self.round_start_step,
             "snapshot": None if self.snapshot is None else self.snapshot.state(), "round_weights": self.round_weights,
-            "finished": self.finished, "base_seed": self.base_seed, "label": self.label,
+            "finished": self.finished, "base_seed": self.base_seed, "label": self.label, "run_id": self.run_id,
         }
 
     def load(self, state: dict[str, Any]) -> None:
@@ -49,6 +51,13 @@ class RunState:
         self.round_weights = state["round_weights"]
         self.finished, self.base_seed = state["finished"], state["base_seed"]
         self.label = state.get("label", self.label)
+        self.run_id = state.get("run_id")
+
+    def identify(self) -> str:
+        """This run's id: the checkpointed one when resumed, else a new one."""
+        if self.run_id is None:
+            self.run_id = uuid.uuid4().hex
+        return self.run_id
 
 
 def pack_tickets(tickets: list[Ticket], with_weights: bool) -> list[dict[str, Any]]:

@@ -67,11 +67,17 @@ def test_densities_masks_nesting_and_outputs(tmp_path):
         assert loaded.density == pytest.approx(cb.tickets[r].density)
         assert loaded.metadata["rewind"] == "init" and loaded.metadata["pruner"] == "magnitude"
     logged = list(csv.DictReader(open(t.log_dir + "/metrics.csv")))
-    rounds = [float(r["lottery/round"]) for r in logged if r.get("lottery/round")]
-    dens = [float(r["lottery/density"]) for r in logged if r.get("lottery/density")]
-    assert rounds == [0, 1, 2, 3]
-    assert dens == pytest.approx([tk.density for tk in cb.tickets])
-    assert all(r.get("lottery/best_val_loss") for r in logged if r.get("lottery/round"))
+    records = [r for r in logged if r.get("lottery/density")]  # one row per closed round
+    assert [float(r["lottery/round"]) for r in records] == [0, 1, 2, 3]
+    assert [float(r["lottery/density"]) for r in records] == pytest.approx([tk.density for tk in cb.tickets])
+    assert all(r.get("lottery/best_val_loss") for r in records)
+    # every epoch row (validation and training) carries its round and the step within the round
+    steps = t.num_training_batches
+    epochs = [r for r in logged if r.get("epoch") and not r.get("lottery/density") and (int(r["step"]) + 1) % steps == 0]
+    missing = [r for r in epochs if not (r.get("lottery/round") and r.get("lottery/round_step"))]
+    assert len(epochs) == 2 * 4 * E and not missing, missing  # a validation row and a training row per epoch
+    assert {(int(r["epoch"]), float(r["lottery/round"])) for r in epochs} == {(e, float(e // E)) for e in range(4 * E)}
+    assert all(float(r["lottery/round_step"]) == (int(r["epoch"]) % E + 1) * steps for r in epochs)
 
 
 def test_no_reparametrization_and_optimizer_state_stays_zero(tmp_path):
