@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -18,6 +19,8 @@ from lottery.sparsity import (
     DensitySchedule, Geometric, NaNScoresError, Survivors, check_amount, check_scope, groups, layer_fractions,
     per_round_fraction, prunable, select,
 )
+from lottery.sparsity.distribution import layer_counts
+from lottery.sparsity.schedule import Toward
 from lottery.sparsity.targets import aliases, emptied_norms, scoring
 from lottery.ticket import Ticket
 
@@ -67,6 +70,21 @@ class Plan:
         self.schedule = Geometric(prune_fraction) if isinstance(prune_fraction, (int, float)) else prune_fraction
         self.layer_schedules: dict[str, DensitySchedule] = {n: Geometric(f) for n, f in self.fractions.items()}
         self.scope = scope
+
+    def rescheduled(self, schedule: DensitySchedule) -> Plan:
+        """This plan with every group (layers named in `fractions` too) on `schedule` (gradual pruning's cubic one)."""
+        plan = copy.copy(self)
+        plan.schedule = schedule
+        plan.layer_schedules = {n: schedule for n in self.layer_schedules}
+        return plan
+
+    def distributed(self, shapes: Mapping[str, tuple[int, ...]], density: float, kind: str, steps: int) -> Plan:
+        """This plan with each layer pruned on its own toward its exact share of `density` under the layer
+        distribution `kind` (uniform, ER, ERK: `lottery.sparsity.distribution`), reached after `steps` steps."""
+        counts = layer_counts({n: shapes[n] for n in self.names}, density, kind)
+        plan = copy.copy(self)
+        plan.layer_schedules = {n: Toward(counts[n], steps) for n in self.names}
+        return plan
 
     def dense_masks(self, model: nn.Module) -> dict[str, Tensor]:
         """All-True masks for the prunable parameters."""
@@ -155,11 +173,13 @@ def prune(
     seed: int | None = None,
     invert: bool = False,
     loss_fn: LossFn | None = None,
+    distribution: str | None = None,
 ) -> Ticket:
     """Score and select `rounds` times without training and return the ticket; `model` comes back unchanged.
 
     The data-driven pruners score the cross-entropy of forward(inputs) on (inputs, labels) batches, or
     `loss_fn(module, batch) -> loss` (the mean over the batch's examples) on batches of any structure.
+    `distribution` ("uniform", "er", "erk") gives each layer its exact share of `density` instead of `scope`.
     """
     check_amount(prune_fraction, density, required=True)
     pr = get(pruner)
@@ -173,13 +193,18 @@ def prune(
                          "or of any batches together with loss_fn=(module, batch) -> loss)")
     p = per_round_fraction(prune_fraction, density, rounds)
     plan = Plan(model, p, scope, fractions, exclude, include)
+    if distribution is not None:
+        if density is None or fractions:
+            raise ValueError("distribution= spreads density= over the layers: pass density=, and no fractions=")
+        shapes = {n: tuple(v.shape) for n, v in model.named_parameters(remove_duplicate=False)}
+        plan = plan.distributed(shapes, density, distribution, rounds)
     shared = aliases(model)  # a tied tensor's value is kept once, under its listed name (the one its mask has)
     weights = {k: v.detach().clone() for k, v in model.state_dict().items() if k not in shared}
     masks = plan.prune_steps(model, pr, rounds, batches, seed, loss_fn=loss_fn)
     for n, m in masks.items():
         weights[n] = weights[n] * m.to(weights[n].device)
     meta = {"round": 1, "steps": rounds, "pruner": pr.name, "scope": scope, "rewind": "init",
-            "prune_fraction": p, "seed": seed}
+            "prune_fraction": p, "seed": seed, **({"distribution": distribution} if distribution else {})}
     ticket = Ticket(masks, weights, meta)
     ticket.metadata["density"] = ticket.density
     return ticket

@@ -14,6 +14,7 @@ LAYERS = [
     ["lottery.sparsity"],
     ["lottery.pruning"],
     ["lottery.plan"],
+    ["lottery.sparse_training"],
     ["lottery.models"],
     ["lottery.sanity"],
     ["lottery.report"],

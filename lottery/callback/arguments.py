@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import pytorch_lightning as pl
 
 from lottery.sanity import check_variant
 from lottery.sparsity import check_amount, check_fractions, check_scope
+from lottery.sparsity.distribution import check_distribution
 from lottery.ticket import Ticket
 
 OPTIMIZER_STATES = ("restart", "rewind")
@@ -49,3 +51,34 @@ def check_rounds_trainer(trainer: pl.Trainer, monitor: str) -> None:
             "not a round. Remove EarlyStopping: every round records its own early stopping, Frankle & "
             f"Carbin's early-stopping iteration (best_{monitor}, best_step, and the metrics at that "
             "step as *_at_best in rounds.csv). With epochs_per_round=0 (one ticket trained) it works as usual.")
+
+
+def check_sparse_training(method: Any, distribution: str | None, rounds: int | None, epochs_per_round: int,
+                          density: float | None, fractions: Mapping[str, float] | None, from_ticket: Any) -> None:
+    """Raise ValueError for sparse_training= or distribution= given with arguments they do not go with."""
+    if distribution is not None:
+        check_distribution(distribution)
+        if density is None:
+            raise ValueError(f"distribution={distribution!r} spreads a target density over the layers: pass density=")
+        if epochs_per_round != 0:
+            raise ValueError(f"distribution={distribution!r} sets the layer densities of pruning at initialization or of "
+                             "sparse training (epochs_per_round=0); IMP rounds prune by scope= and fractions=")
+        if fractions:
+            raise ValueError("distribution= decides every layer's density; leave fractions= out")
+    if method is None:
+        return
+    where = f"sparse_training={getattr(method, 'name', method)!r}"
+    if epochs_per_round != 0:
+        raise ValueError(f"{where} trains one sparse run, updating the masks as it goes: set epochs_per_round=0 (the "
+                         "Trainer's max_epochs is its length), not IMP rounds")
+    if density is None:
+        raise ValueError(f"{where} needs density= (the density it reaches, or keeps)")
+    if rounds is not None:
+        raise ValueError(f"{where} updates the masks every `every` steps; rounds= (pruning steps at initialization) "
+                         "does not apply: leave it out")
+    if from_ticket is not None:
+        raise ValueError(f"{where} makes its own masks; from_ticket= does not apply")
+    if fractions:
+        raise ValueError(f"{where}: fractions= (per-layer IMP rates) do not apply; use distribution= for layer densities")
+    if distribution is not None and getattr(method, "name", method) == "gmp":
+        raise ValueError("sparse_training='gmp' prunes by scope= (global or layerwise); distribution= does not apply")

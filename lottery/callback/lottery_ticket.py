@@ -21,7 +21,7 @@ from torch import Tensor
 
 from lottery import rng
 from lottery.callback import hooks, loss, start
-from lottery.callback.arguments import check_arguments, check_rounds_trainer
+from lottery.callback.arguments import check_arguments, check_rounds_trainer, check_sparse_training
 from lottery.callback.clock import RoundClock, iteration
 from lottery.callback.masks import LiveMasks
 from lottery.callback.metrics import RoundMetrics
@@ -29,9 +29,11 @@ from lottery.callback.output import RunOutput
 from lottery.callback.rewind import RewindPoint
 from lottery.callback.snapshot import Snapshot, module_state
 from lottery.callback.state import RunState, pack_tickets, unpack_tickets
+from lottery.callback.updates import MaskUpdates
 from lottery.plan import Plan
 from lottery.pruning import Pruner, get
 from lottery.pruning.inverted import Inverted
+from lottery.sparse_training import SparseTraining, with_distribution as sparse_training_method
 from lottery.sparsity import per_round_fraction, preserves_zeros, summary
 from lottery.ticket import Ticket
 
@@ -132,6 +134,8 @@ class LotteryTicket(Callback):
         sanity: str | None = None,
         ticket: str | Ticket | None = None,
         loss_fn: str | Callable[[pl.LightningModule, Any], Tensor] = "training_step",
+        sparse_training: str | SparseTraining | None = None,
+        distribution: str | None = None,
     ) -> None:
         super().__init__()
         if ticket is not None:
@@ -139,6 +143,9 @@ class LotteryTicket(Callback):
                 raise ValueError("pass from_ticket= only (ticket= is its old spelling), not both")
             from_ticket = ticket
         self.pruner = Inverted(pruner) if invert else get(pruner)
+        check_sparse_training(sparse_training, distribution, rounds, epochs_per_round, density, fractions, from_ticket)
+        self.sparse_training = None if sparse_training is None else sparse_training_method(sparse_training, distribution)
+        self.distribution = distribution
         if rounds is None:  # pruning at initialization takes the pruner's own number of scoring steps
             rounds = self.pruner.default_rounds if epochs_per_round == 0 else DEFAULT_ROUNDS
         check_arguments(rounds, epochs_per_round, prune_fraction, density, scope, fractions, optimizer_state,
@@ -160,6 +167,7 @@ class LotteryTicket(Callback):
         self.optimizer_state, self.monitor, self.mode = optimizer_state, monitor, mode
         self.dirpath, self.seed, self.remask_after_step = dirpath, seed, remask_after_step
 
+        self.updates = None if self.sparse_training is None else MaskUpdates(self.sparse_training, density)
         self.tickets: list[Ticket] = []  # one per round closed, round 0 included
         self.metrics = RoundMetrics(monitor, mode)
         self.output = RunOutput(dirpath, monitor)
@@ -184,6 +192,9 @@ class LotteryTicket(Callback):
         if stage != "fit":
             return
         self._plan = Plan(pl_module, self.prune_fraction, self.scope, self.fractions, self.exclude, include=self.include)
+        if self.distribution is not None and self.sparse_training is None:  # pruning at init to layer shares
+            shapes = {n: tuple(p.shape) for n, p in pl_module.named_parameters(remove_duplicate=False)}
+            self._plan = self._plan.distributed(shapes, self.density, self.distribution, self.rounds)
         self._loss = loss.resolve(self.loss_fn, pl_module) if self.pruner.needs_data else None
         rank_zero_info(f"LotteryTicket: {summary(pl_module, self._plan.names)}")
         if self.run.base_seed is None:
@@ -218,6 +229,8 @@ class LotteryTicket(Callback):
                 self.run.snapshot = Snapshot.of_training(trainer, pl_module, step)
 
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
+        if self.updates is not None and self.run.round == 1:  # before the masker hides the dense gradient
+            self.updates.run(trainer, pl_module, self.live, self._plan, self.pruner, self.run.base_seed)
         self.live.masker.zero_grads()
 
     def _after_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
@@ -287,6 +300,17 @@ class LotteryTicket(Callback):
             self.live.install(trainer, pl_module, ticket.masks if trainer.is_global_zero else None, like)
             self.run.label = ticket.metadata.get("pruner", "ticket") + (f"+{self.sanity}" if self.sanity else "")
             done = f"training the given ticket ({self.run.label}, density {ticket.density:.6f})"
+        elif self.sparse_training is not None:
+            self.updates.check(int(trainer.estimated_stepping_batches))
+            self.run.snapshot = Snapshot.of_module(pl_module)
+            masks = None
+            if trainer.is_global_zero:
+                seed = rng.derived_seed(self.run.base_seed, "sparse_training")
+                masks = self.sparse_training.initial_masks(self._plan, pl_module, self.density, seed)
+            self.live.install(trainer, pl_module, masks)
+            self.run.label = self.sparse_training.name
+            done = (f"{self.sparse_training.name} training at density {self.live.density:.6f} (target {self.density}), "
+                    f"{self.sparse_training.updates(int(trainer.estimated_stepping_batches))} mask updates")
         else:
             self.run.snapshot = Snapshot.of_module(pl_module)
             masks = start.pruned_at_init(trainer, pl_module, self._plan, self.pruner, self.rounds, self.run.base_seed,
@@ -303,6 +327,10 @@ class LotteryTicket(Callback):
         meta = {"round": self.run.round, "pruner": self.run.label, "rewind": str(self.rewind), "scope": self.scope,
                 "prune_fraction": self.prune_fraction, "steps": iteration(trainer) - self.run.round_start_step,
                 "metrics": self.metrics.summary()}
+        if self.sparse_training is not None:
+            meta["sparse_training"] = {**self.sparse_training.describe(), "target_density": self.density}
+        if self.distribution is not None:
+            meta["distribution"] = self.distribution
         if self.metrics.best is None:
             self.metrics.warn_unmeasured(trainer, self.run.round, self.epochs_per_round)
         ticket = Ticket({n: m.cpu() for n, m in self.live.masks.items()}, self.run.ticket_weights(), meta)

@@ -1,0 +1,88 @@
+"""Sparse training inside the round being trained: a method's mask update on its update steps (rank zero decides,
+every rank installs), the dense gradient read before it is masked, grown weights started at zero."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.utilities import rank_zero_warn
+
+from lottery import rng
+from lottery.callback.clock import iteration
+from lottery.callback.masks import LiveMasks, packed
+from lottery.plan import Plan
+from lottery.pruning import Pruner
+from lottery.sparse_training import SparseTraining
+from lottery.sparse_training.base import Update
+from lottery.ticket import unpack_bits
+
+
+class MaskUpdates:
+    """Runs `method` on the optimizer steps it updates at, once per step whatever the number of optimizers."""
+
+    def __init__(self, method: SparseTraining, density: float) -> None:
+        self.method, self.density = method, density
+        self.done_at: int | None = None  # the step last updated (several optimizers step once each per step)
+        self.count = 0  # updates made in this process (the log says how many)
+
+    def check(self, total: int) -> None:
+        """Before training: refuse a gradual run that would never prune, warn of a dynamic one that never updates."""
+        if self.method.updates(total) > 0:
+            return
+        window = f"{total} optimizer steps, every={self.method.every}, start={self.method.start}, stop={self.method.stop}"
+        if self.method.name == "gmp":
+            raise ValueError(f"sparse_training='gmp' would make no pruning update in this run ({window}), so it would "
+                             "train dense: lower every= or train longer")
+        rank_zero_warn(f"LotteryTicket: {self.method.name} makes no mask update in this run ({window}); this is static "
+                       "sparse training. Lower every= or train longer for dynamic sparse training.")
+
+    def due(self, trainer: pl.Trainer) -> tuple[int, int, int] | None:
+        """(k, step, total) when this optimizer step is update k, else None."""
+        step, total = iteration(trainer), int(trainer.estimated_stepping_batches)
+        k = self.method.index(step, total)
+        return None if k is None or self.done_at == step else (k, step, total)
+
+    def run(self, trainer: pl.Trainer, module: pl.LightningModule, live: LiveMasks, plan: Plan, pruner: Pruner,
+            base_seed: int) -> None:
+        """Before this step's optimizer step, if it is an update step: new masks from the weights and the dense
+        gradient of this step; dropped weights are zeroed with their optimizer state, grown ones start at zero."""
+        due = self.due(trainer)
+        if due is None:
+            return
+        k, step, total = due
+        self.done_at = step
+        params = dict(module.named_parameters(remove_duplicate=False))
+        masks = grown = None
+        if trainer.is_global_zero:
+            grads = None
+            if self.method.needs_grads:  # the gradient is dense until the masker zeroes its pruned entries
+                grads = {n: (params[n].grad if params[n].grad is not None else torch.zeros_like(params[n])).detach()
+                         for n in plan.names}
+            seed = rng.derived_seed(base_seed, f"update:{step}")
+            u = Update(plan, module, live.masks, pruner, self.density, k, self.method.updates(total), step, total, seed,
+                       grads, trainer.train_dataloader)
+            with rng.seeded(seed):
+                masks, grown = self.method.update(u)
+            grown = packed(grown)
+        live.install(trainer, module, masks)
+        # a weight dropped and grown again in one update is in both masks: rank zero says which entered
+        grown = trainer.strategy.broadcast(grown, src=0)
+        shapes = live.masks
+        _start_at_zero(trainer, params, {n: unpack_bits(g, shapes[n].shape).to(shapes[n].device) for n, g in grown.items()})
+        self.count += 1
+
+
+@torch.no_grad()
+def _start_at_zero(trainer: pl.Trainer, params: dict[str, Any], grown: dict[str, torch.Tensor]) -> None:
+    """Grown weights and their per-weight optimizer state start at zero (Evci et al. 2020)."""
+    for name, positions in grown.items():
+        if not bool(positions.any()):
+            continue
+        p = params[name]
+        p[positions] = 0
+        for opt in trainer.optimizers:
+            for value in opt.state.get(p, {}).values():
+                if isinstance(value, torch.Tensor) and value.shape == p.shape:
+                    value[positions] = 0

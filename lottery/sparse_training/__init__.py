@@ -1,0 +1,41 @@
+"""Sparse training during training: gradual magnitude pruning (GMP), SET and RigL, as mask updates every few steps.
+
+Each method is a `SparseTraining` object the callback calls on its update steps; by name through `get`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lottery.sparse_training.base import SparseTraining
+from lottery.sparse_training.dynamic import RigL, SET, DynamicSparse
+from lottery.sparse_training.gradual import Gradual
+
+METHODS: dict[str, type[SparseTraining]] = {cls.name: cls for cls in (Gradual, SET, RigL)}
+
+
+def get(method: str | SparseTraining, **kwargs: Any) -> SparseTraining:
+    """A method from its name (gmp, set, rigl) or the instance itself."""
+    if isinstance(method, SparseTraining):
+        return method
+    if method not in METHODS:
+        raise ValueError(f"unknown sparse training method {method!r}; choose one of {', '.join(METHODS)} "
+                         "(or pass a lottery.sparse_training.SparseTraining instance)")
+    return METHODS[method](**kwargs)
+
+
+def with_distribution(method: str | SparseTraining, distribution: str | None) -> SparseTraining:
+    """`get(method)` whose starting layer densities are `distribution` where given (SET and RigL; GMP takes none)."""
+    if distribution is None:
+        return get(method)
+    if isinstance(method, SparseTraining):
+        if getattr(method, "distribution", distribution) != distribution:
+            raise ValueError(f"the {method.name} instance starts from {method.distribution} layer densities, but "
+                             f"distribution={distribution!r} was given too: give one of them")
+        return method
+    if method not in METHODS or not issubclass(METHODS[method], DynamicSparse):
+        return get(method)  # unknown names fail there; GMP with a distribution is refused by the argument checks
+    return get(method, distribution=distribution)
+
+
+__all__ = ["with_distribution", "METHODS", "SparseTraining", "Gradual", "DynamicSparse", "SET", "RigL", "get"]
