@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ class Spec:
     workers: int | None = None
     launcher: str = "local"
     threads: int = 1  # CPU threads per cell: fixed so results do not depend on the number of workers
+    gpus_per_cell: float | None = None  # launcher ray: GPUs a cell reserves (None: 1 when the cluster has GPUs)
+    storage: str | None = None  # launcher ray: fsspec URL where cells leave their results and find IMP tickets
 
     @classmethod
     def load(cls, path: str | Path) -> Spec:
@@ -51,8 +54,40 @@ class Spec:
             raise ValueError(f"{path}: needs one experiment of kind imp (the others use its densities and tickets)")
         if spec.launcher not in ("local", "ray"):
             raise ValueError(f"{path}: launcher must be 'local' or 'ray', got {spec.launcher!r}")
+        check_gpus_per_cell(path, spec.gpus_per_cell)
+        check_storage(path, spec.storage)
         return spec
 
     def base_ticket(self) -> dict[str, Any]:
         """The base config's `ticket` section (the callback's arguments; empty when it has none)."""
         return (yaml.safe_load(Path(self.base).read_text()) or {}).get("ticket", {}) or {}
+
+
+def check_gpus_per_cell(path: str | Path, gpus: Any) -> None:
+    """Refuse a `gpus_per_cell` Ray cannot reserve: not a number, negative, or a fraction above 1."""
+    number = isinstance(gpus, (int, float)) and not isinstance(gpus, bool)  # YAML `true` is no GPU count
+    if gpus is None or (number and math.isfinite(gpus) and gpus >= 0 and (gpus <= 1 or gpus == int(gpus))):
+        return
+    raise ValueError(f"{path}: gpus_per_cell must be the number of GPUs each cell reserves on its Ray node: "
+                     f"0 (CPU cells), a fraction up to 1 (cells share a GPU) or a whole number; got {gpus!r}. "
+                     "Write e.g. gpus_per_cell: 1, or leave it out (1 when the cluster has GPUs, else 0).")
+
+
+def check_storage(path: str | Path, storage: Any) -> None:
+    """Refuse a `storage` URL that fsspec cannot open (an unknown scheme, or one whose package is missing)."""
+    if storage is None:
+        return
+    if not isinstance(storage, str):
+        why = "not a URL"
+    else:
+        import fsspec  # installed with Lightning; only a comparison with storage needs it
+
+        try:
+            fsspec.core.url_to_fs(storage)  # parses the URL and loads its filesystem; touches no file
+            return
+        except (ImportError, ValueError) as err:
+            why = str(err)
+    raise ValueError(f"{path}: storage {storage!r}: fsspec cannot open it ({why}). Give a URL of a filesystem "
+                     "fsspec knows, with its package installed on the driver and on every node (s3:// needs s3fs, "
+                     "gs:// gcsfs; file:///PATH or a plain path only for a disk every node mounts at that path), "
+                     "or leave storage out to send tickets through Ray.")
