@@ -6,6 +6,11 @@ LightningModule and the data any LightningDataModule, named by class path (Light
 named by no class path is ClassificationModule. A `lottery fit` locks its `default_root_dir` (one writer per
 folder), checkpoints at every epoch end, and `--resume` continues the newest run of that folder from its newest
 complete checkpoint, in the same log folder, refusing changed settings.
+
+With a WandbLogger, each `lottery fit` is one W&B run, finished when the fit returns or raises (so the next fit of
+this process, a comparison's next cell, starts its own): named for what it is by `--run.*` (a comparison sets them
+per cell) or the logger's own name, group and job_type, holding the resolved config in its run config, with
+config.yaml in the run's own folder.
 """
 
 from __future__ import annotations
@@ -20,11 +25,13 @@ import yaml
 from jsonargparse import ArgumentParser, Namespace
 from pytorch_lightning import LightningDataModule, LightningModule, Trainer
 from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.utilities import rank_zero_info
 
 from lottery.callback import LotteryTicket
 from lottery.data import VisionDataModule
+from lottery.integrations import wandb as wandb_integration
+from lottery.layout import run_folder
 from lottery.lock import RunLock, is_rank_zero
 from lottery.module import ClassificationModule
 from lottery.resume import ResumeError, check_settings, default_checkpoint, resume_point
@@ -42,6 +49,15 @@ MODEL_HELP = (f"{MODEL_TAKES}. Arguments: --model.NAME VALUE, or class_path and 
               "CLASS_PATH lists a class's arguments.")
 DATA_HELP = (f"{DATA_TAKES}. Arguments: --data.NAME VALUE. ClassificationModule needs data and takes num_classes and "
              "input_shape from a lottery.data module; a model of yours with its own *_dataloader methods needs none.")
+RUN = "run"  # --run.*: what a W&B run is (lottery compare sets them per cell); see integrations.wandb.identity
+RUN_ARGS = {
+    "experiment": "the experiment this run belongs to (default: the WandbLogger's group, else its name, else the kind)",
+    "name": "the W&B run's name (default: the WandbLogger's name, else experiment-pruner-[dDENSITY|roundN]-seedK)",
+    "group": "the W&B group, e.g. the comparison (default: the WandbLogger's group, else the experiment)",
+    "job_type": "the W&B job type, the kind of run: imp, pai, reinit, shuffle (default: the WandbLogger's job_type, "
+                "else the kind the ticket arguments make)",
+    "source": "the W&B artifact of the ticket --ticket.from_ticket is, NAME:round-N; the run declares it as its input",
+}
 FIT_HELP = (f"Train with the LotteryTicket callback (--ticket.*). Your own model and data: {RECIPE}; or --config "
             "mine.yaml giving class_path and init_args under model: and data:. See --model and --data below.")
 
@@ -134,6 +150,7 @@ class LotteryCLI(LightningCLI):
         self.default_model = model_class or ClassificationModule
         self.data_class = datamodule_class or LightningDataModule
         kwargs.setdefault("parser_class", LotteryParser)
+        kwargs.setdefault("save_config_callback", RunConfig)
         try:
             super().__init__(None, None, *args, **kwargs)
         finally:
@@ -163,6 +180,9 @@ class LotteryCLI(LightningCLI):
                                  "own log folder; refused when model, data or ticket settings differ from its config.yaml")
         parser.add_argument("--resume_with_changes", action="store_true",
                             help="with --resume: apply model, data and ticket settings that differ from the run's")
+        group = parser.add_argument_group("W&B run: what this run is (lottery compare sets these per cell)")
+        for name, text in RUN_ARGS.items():
+            group.add_argument(f"--{RUN}.{name}", type=str | None, default=None, help=text)
 
     def parse_arguments(self, parser: Any, args: Any) -> None:
         if isinstance(args, (dict, Namespace)):
@@ -179,6 +199,7 @@ class LotteryCLI(LightningCLI):
                          "the class path of another LightningDataModule")
 
     def before_instantiate_classes(self) -> None:
+        name_wandb_runs(self.config[self.subcommand] if self.subcommand else self.config)
         if self.subcommand is None:
             return
         config = self.config[self.subcommand]
@@ -217,6 +238,56 @@ class LotteryCLI(LightningCLI):
             rank_zero_info(f"lottery fit --resume: continuing the run in {folder} from {checkpoint}")
             self.config.fit.ckpt_path = self.config_init.fit.ckpt_path = str(checkpoint)
 
+    def _run_subcommand(self, subcommand: str) -> None:
+        failed = True
+        try:
+            super()._run_subcommand(subcommand)
+            failed = False
+        finally:
+            # the W&B run ends with its fit: another Trainer of this process (a comparison's next cell) would
+            # otherwise log into it (Lightning's WandbLogger reuses a run in progress)
+            wandb_integration.finish(getattr(self, "trainer", None), failed)
+
+
+def name_wandb_runs(config: Namespace) -> None:
+    """Set the name, group and job_type of the config's WandbLoggers to the run's identity
+    (`integrations.wandb.identity`: `--run.*` first, then the logger's own, then derived), before they are built."""
+    logger = (config.get("trainer") or Namespace()).get("logger")
+    specs = [s for s in (logger if isinstance(logger, list) else [logger])
+             if isinstance(s, Namespace) and wandb_integration.is_wandb_spec(s.as_dict())]
+    if not specs:
+        return
+    ident = wandb_integration.identity(config.as_dict())
+    for spec in specs:
+        if not isinstance(spec.get("init_args"), Namespace):
+            spec.init_args = Namespace()
+        for key in ("name", "group", "job_type"):
+            setattr(spec.init_args, key, ident[key])
+
+
+class RunConfig(SaveConfigCallback):
+    """LightningCLI's config.yaml, written in the run's own folder (`lottery.layout.run_folder`: a W&B run's
+    ``<save_dir>/<project>/<run id>`` rather than the save_dir all its runs share), and in W&B the resolved config,
+    the run's identity and the ticket artifact it starts from."""
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if self.already_saved or not self.save_to_log_dir:
+            return super().setup(trainer, pl_module, stage)
+        folder = run_folder(trainer)  # a collective call, on every rank
+        if trainer.is_global_zero:
+            folder.mkdir(parents=True, exist_ok=True)
+            self.parser.save(self.config, str(folder / self.config_filename), skip_none=False,
+                             overwrite=self.overwrite, multifile=self.multifile)
+            self.save_config(trainer, pl_module, stage)
+            self.already_saved = True
+        self.already_saved = trainer.strategy.broadcast(self.already_saved)
+
+    def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if not wandb_integration.runs(trainer):
+            return
+        config = yaml.safe_load(self.parser.dump(self.config, skip_none=False))  # as config.yaml holds it
+        wandb_integration.log_config(trainer, config, wandb_integration.identity(config))
+
 
 
 def build_cli(args: list[str] | None = None, run: bool = True) -> LotteryCLI:
@@ -235,7 +306,8 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> LotteryCLI:
 
 
 def fit(args: list[str]) -> None:
-    """Train in this process as the command `lottery ARGS` does; `args` start with the subcommand `fit`."""
+    """Train in this process as the command `lottery ARGS` does; `args` start with the subcommand `fit`. The W&B
+    runs of its WandbLoggers are finished when it returns or raises."""
     if args[:1] != ["fit"]:
         raise ValueError(f"fit() runs the `fit` subcommand; its arguments start with 'fit', got {args[:1]}")
     build_cli(args)

@@ -58,3 +58,65 @@ def _parse(data: bytes, path: Path) -> tuple[list, bool]:
         record.ParseFromString(chunk)
         records.append(record)
     return records, partial is not None
+
+
+def offline_wandb(monkeypatch, tmp_path: Path) -> None:
+    """Offline W&B with every file of it under `tmp_path` (runs, artifact staging and cache)."""
+    for name, value in (("WANDB_MODE", "offline"), ("WANDB_SILENT", "true"), ("WANDB_DIR", tmp_path),
+                        ("WANDB_CACHE_DIR", tmp_path / "wandb-cache"), ("WANDB_DATA_DIR", tmp_path / "wandb-data"),
+                        ("WANDB_CONFIG_DIR", tmp_path / "wandb-config")):
+        monkeypatch.setenv(name, str(value))
+
+
+class OfflineRun:
+    """What an offline run wrote (its run-*.wandb records), decoded: the run record, config, metric axes, history
+    rows, artifacts it logged or used, and its exit code."""
+
+    def __init__(self, folder: Path) -> None:
+        import json
+
+        self.folder = Path(folder)
+        self.records = read_records(next(self.folder.glob("run-*.wandb")))
+        by_kind: dict[str, list] = {}
+        for r in self.records:
+            by_kind.setdefault(r.WhichOneof("record_type"), []).append(r)
+        self.run = by_kind["run"][0].run
+        self.name, self.group, self.job_type, self.id = (self.run.display_name, self.run.run_group, self.run.job_type,
+                                                         self.run.run_id)
+        self.config: dict = {}
+        for update in [self.run.config, *(r.config for r in by_kind.get("config", []))]:
+            for item in update.update:
+                key = item.key or ".".join(item.nested_key)
+                self.config[key] = json.loads(item.value_json)
+        self.axis = {r.metric.name: r.metric.step_metric for r in by_kind.get("metric", []) if r.metric.name}
+        self.globs = {r.metric.glob_name: r.metric.step_metric for r in by_kind.get("metric", []) if r.metric.glob_name}
+        # a scalar is one item; a table, chart or image nested items under its name: {field: value}
+        self.history = []
+        for h in by_kind.get("history", []):
+            row: dict = {}
+            for i in h.history.item:
+                value = json.loads(i.value_json) if i.value_json else None
+                if i.key or len(i.nested_key) == 1:
+                    row[i.key or i.nested_key[0]] = value
+                else:
+                    row.setdefault(i.nested_key[0], {})[".".join(i.nested_key[1:])] = value
+            self.history.append(row)
+        self.artifacts = [r.artifact for r in by_kind.get("artifact", [])]
+        self.exit_code = by_kind["exit"][0].exit.exit_code if "exit" in by_kind else None
+
+    def logged(self, type: str = "ticket") -> list:
+        """The artifacts of `type` this run produced (not those it declared as used)."""
+        return [a for a in self.artifacts if a.type == type and not a.use_after_commit]
+
+    def used(self, type: str = "ticket") -> list:
+        """The artifacts of `type` this run declared as its input."""
+        return [a for a in self.artifacts if a.type == type and a.use_after_commit]
+
+    def __repr__(self) -> str:
+        return f"OfflineRun({self.name!r}, group={self.group!r}, job_type={self.job_type!r})"
+
+
+def offline_runs(root: Path) -> list[OfflineRun]:
+    """Every offline run below `root`, in the order they started."""
+    found = [OfflineRun(f) for f in Path(root).glob("**/wandb/offline-run-*")]
+    return sorted(found, key=lambda r: (r.run.start_time.seconds, r.run.start_time.nanos))

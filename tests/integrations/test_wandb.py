@@ -2,76 +2,202 @@ import json
 
 import pytest
 import pytorch_lightning as pl
+import yaml
 from pytorch_lightning.loggers import WandbLogger
 
-from helpers import Module, trainer
+from helpers import MLP, Module, trainer
 from lottery import LotteryTicket
-from wandb_records import read_records
+from lottery.experiment import fit
+from wandb_records import offline_runs, offline_wandb
+
+pytest.importorskip("wandb")
+
+TICKET_METADATA = {"round", "density", "layer_densities", "pruner", "rewind", "scope", "prune_fraction", "steps", "seed",
+                   "metrics"}
 
 
 class WithTest(Module):
+    """Logs test_acc beside the validation values, and training values once per epoch."""
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = super().training_step(batch, batch_idx)
+        self.log("train_acc", (self(x).argmax(1) == y).float().mean(), on_step=False, on_epoch=True)
+        return loss
+
     def validation_step(self, batch, batch_idx):
         super().validation_step(batch, batch_idx)
         x, y = batch
         self.log("test_acc", (self(x).argmax(1) == y).float().mean())
 
 
+def run_of(tmp_path):
+    (run,) = offline_runs(tmp_path)
+    return run
+
+
+def round_rows(run):
+    """The per-round rows (one per round, against density)."""
+    return [h for h in run.history if "lottery/density" in h]
+
+
+def tables(run):
+    """(key, row index, table) of every table a run logged, a chart's table included."""
+    return [(k, i, v) for i, h in enumerate(run.history) for k, v in h.items()
+            if isinstance(v, dict) and v.get("_type") in ("table-file", "table")]
+
+
 def test_offline_wandb_run_has_metrics_tables_and_ticket_artifacts(tmp_path, monkeypatch):
-    pytest.importorskip("wandb")
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-    monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "data"))
+    offline_wandb(monkeypatch, tmp_path)
     pl.seed_everything(0)
     logger = WandbLogger(project="lottery-test", save_dir=str(tmp_path), offline=True, group="lenet-imp", job_type="imp")
     cb = LotteryTicket(rounds=2, epochs_per_round=1, dirpath=str(tmp_path / "tickets"))
     trainer(tmp_path, [cb], logger=logger).fit(WithTest(scheduler=None))
     logger.experiment.finish()
 
-    run_dir = next((tmp_path / "wandb").glob("offline-run-*"))
-    records = read_records(next(run_dir.glob("run-*.wandb")))
-    kinds = {}
-    for r in records:
-        kinds.setdefault(r.WhichOneof("record_type"), []).append(r)
-    run = kinds["run"][0].run
-    assert (run.run_group, run.job_type) == ("lenet-imp", "imp")
-    defined = {(m.metric.name or m.metric.glob_name, m.metric.step_metric) for m in kinds["metric"]}
-    assert ("lottery/round", "") in defined and ("lottery/density", "") in defined
-    assert ("round/*", "lottery/density") in defined
-    # a table is logged as nested items under its name, a scalar as one item
-    history = [{i.key or i.nested_key[0]: i.value_json for i in h.history.item} for h in kinds["history"]]
-    rounds = [json.loads(h["lottery/round"]) for h in history if "round/layer_densities" in h]
-    assert rounds == [0, 1, 2]
-    assert all("round/best_val_loss" in h and "round/best_step" in h for h in history if "round/layer_densities" in h)
-    # wandb.plot.line is stored as a table with a chart spec, under NAME_table
-    assert any("lottery/summary" in h and "lottery/test_acc_vs_density_table" in h and "lottery/accuracy_vs_density" in h
-               for h in history)
-    tickets = [a.artifact for a in kinds["artifact"] if a.artifact.type == "ticket"]
-    assert len(tickets) == 3
+    run = run_of(tmp_path)
+    assert (run.group, run.job_type) == ("lenet-imp", "imp")
+    assert run.axis["lottery/round"] == "" and run.axis["lottery/density"] == ""
+    assert run.globs["round/*"] == "lottery/density"
+    rows = round_rows(run)
+    assert [r["lottery/round"] for r in rows] == [0, 1, 2]
+    assert all("round/best_val_loss" in r and "round/best_step" in r for r in rows)
+    # no table per round: one per-layer table of all rounds and one summary table, each logged once
+    logged = tables(run)
+    assert not any(k.startswith("round/") for k, _, _ in logged)
+    assert sorted(k for k, _, _ in logged) == ["lottery/layer_densities", "lottery/summary_table"]
+    (summary,) = [h for h in run.history if "lottery/summary_table" in h]
+    assert summary["lottery/summary_table"]["nrows"] == 3 and "lottery/test_acc_vs_density_table" not in summary
+    layer_file = run.folder / "files" / summary["lottery/layer_densities"]["path"]
+    layers = json.loads(layer_file.read_text())
+    assert layers["columns"] == ["round", "layer", "weights", "kept", "density"]
+    assert sorted({(r[0], r[1]) for r in layers["data"]}) == [(r, f"net.fc{i}.weight") for r in range(3) for i in (1, 2, 3)]
+    # the tickets: versions of one artifact (the run's group names the experiment, the seed its lineage)
+    tickets = run.logged("ticket")
+    assert {a.name for a in tickets} == {"ticket-lenet-imp-seed0"} and not run.used("ticket")
+    assert [sorted(a.aliases) for a in tickets] == [["latest", f"round-{r}"] for r in range(3)]
     meta = [json.loads(a.metadata) for a in tickets]
-    assert [m["round"] for m in meta] == [0, 1, 2] and meta[2]["pruner"] == "magnitude"
+    assert all(set(m) == TICKET_METADATA for m in meta)
+    assert [m["round"] for m in meta] == [0, 1, 2] and meta[2]["pruner"] == "magnitude" and meta[2]["seed"] == 0
     assert meta[2]["density"] == pytest.approx(cb.tickets[2].density)
-    tables = list((run_dir / "files" / "media" / "table").glob("**/*.table.json"))
-    layer_tables = [json.loads(p.read_text()) for p in tables if "layer_densities" in p.name]
-    assert len(layer_tables) == 3 and layer_tables[0]["columns"] == ["round", "layer", "weights", "kept", "density"]
-    assert any(p.suffix == ".png" for p in (run_dir / "files" / "media" / "images").glob("**/*"))
+    assert meta[2]["layer_densities"] == pytest.approx(cb.tickets[2].layer_densities())
+    assert (meta[2]["rewind"], meta[2]["scope"], meta[2]["prune_fraction"]) == ("init", "global", 0.2)
+    assert meta[2]["steps"] == 6 and meta[2]["metrics"]["best_step"] == cb.tickets[2].metrics["best_step"]
+    assert any(p.suffix == ".png" for p in (run.folder / "files" / "media" / "images").glob("**/*"))
 
 
 def test_every_per_round_key_has_its_axis_by_name_and_rounds_are_logged_once(tmp_path, monkeypatch):
-    pytest.importorskip("wandb")
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    offline_wandb(monkeypatch, tmp_path)
     pl.seed_everything(0)
     logger = WandbLogger(project="lottery-test", save_dir=str(tmp_path), offline=True)
     cb = LotteryTicket(rounds=2, epochs_per_round=1, dirpath=str(tmp_path / "tickets"))
-    trainer(tmp_path, [cb], logger=logger).fit(WithTest(scheduler=None))
+    trainer(tmp_path, [cb], logger=logger, log_every_n_steps=1).fit(WithTest(scheduler=None))
     logger.experiment.finish()
-    records = read_records(next(next((tmp_path / "wandb").glob("offline-run-*")).glob("run-*.wandb")))
-    axis = {r.metric.name: r.metric.step_metric for r in records if r.WhichOneof("record_type") == "metric" and r.metric.name}
-    history = [{i.key or i.nested_key[0] for i in r.history.item} for r in records if r.WhichOneof("record_type") == "history"]
-    scalars = {k for h in history for k in h if k.startswith("round/") and k not in ("round/layer_densities", "round/metrics")}
-    assert scalars and all(axis.get(k) == "lottery/density" for k in scalars), {k: axis.get(k) for k in scalars}
-    assert sum("lottery/round" in h for h in history) == 3  # once per round, not again through the logger
-    assert not any("lottery/best_val_loss" in h for h in history)  # round/best_val_loss holds it
+    run = run_of(tmp_path)
+    scalars = {k for h in run.history for k, v in h.items() if k.startswith("round/") and not isinstance(v, dict)}
+    assert scalars and all(run.axis.get(k) == "lottery/density" for k in scalars), {k: run.axis.get(k) for k in scalars}
+    assert len(round_rows(run)) == 3  # once per round, not again through the logger
+    assert not any("lottery/best_val_loss" in h for h in run.history)  # round/best_val_loss holds it
+    # nothing that changes once per round rides on the per-step rows (train_loss is logged every step)
+    steps = [h for h in run.history if "train_loss" in h]
+    assert len(steps) == 18 and not any(k.startswith(("lottery/", "round/")) for h in steps for k in h)
+
+
+def test_round_keys_are_charted_against_density_in_every_one_of_ten_runs(tmp_path, monkeypatch):
+    offline_wandb(monkeypatch, tmp_path)
+    for seed in range(10):
+        pl.seed_everything(seed)
+        logger = WandbLogger(project="lottery-test", save_dir=str(tmp_path), offline=True)
+        cb = LotteryTicket(rounds=1, epochs_per_round=1, dirpath=str(tmp_path / f"tickets{seed}"))
+        model = WithTest(scheduler=None, n=32, net=MLP((20, 8, 4, 4)))
+        trainer(tmp_path, [cb], logger=logger, enable_checkpointing=False).fit(model)
+        logger.experiment.finish()
+    runs = offline_runs(tmp_path)
+    assert len(runs) == 10
+    for run in runs:
+        keys = {k for h in round_rows(run) for k in h if k.startswith("round/")}
+        assert {"round/val_acc", "round/test_acc_at_best", "round/best_step"} <= keys
+        assert {k: run.axis.get(k) for k in keys} == {k: "lottery/density" for k in keys}, run.name
+
+
+def test_train_values_at_best_are_those_the_best_epoch_logged(tmp_path, monkeypatch):
+    offline_wandb(monkeypatch, tmp_path)
+    pl.seed_everything(1)
+    logger = WandbLogger(project="lottery-test", save_dir=str(tmp_path), offline=True)
+    cb = LotteryTicket(rounds=2, epochs_per_round=3, dirpath=str(tmp_path / "tickets"))
+    trainer(tmp_path, [cb], logger=logger, enable_checkpointing=False).fit(WithTest(scheduler=None, lr=0.5))
+    logger.experiment.finish()
+    run = run_of(tmp_path)
+    epochs, best_and_last = [], []
+    for row in run.history:  # a round's epoch rows come before its per-round row
+        if "lottery/density" in row:
+            best = next(e for e in epochs if e.get("val_loss") == pytest.approx(row["round/best_val_loss"], abs=0))
+            trained = next(e for e in epochs if "train_acc" in e and e["epoch"] == best["epoch"])
+            assert row["round/train_acc_at_best"] == pytest.approx(trained["train_acc"], rel=1e-6)
+            assert row["round/test_acc_at_best"] == pytest.approx(best["test_acc"], rel=1e-6)
+            last = next(e for e in epochs[::-1] if "train_acc" in e)
+            assert row["round/train_acc"] == pytest.approx(last["train_acc"], rel=1e-6)
+            best_and_last.append((best["epoch"], last["epoch"]))
+            epochs = []
+        elif "epoch" in row:
+            epochs.append(row)
+    assert len(best_and_last) == 3
+    assert any(best != last for best, last in best_and_last)  # the best epoch is not always the last one
+
+
+def fit_args(tmp_path, seed, *extra):
+    return ["fit", "--model", "user_code.TinyModule", "--data", "user_code.TinyData", "--ticket.rounds", "1",
+            "--ticket.epochs_per_round", "1", "--trainer.enable_progress_bar", "false", "--seed_everything", str(seed),
+            f"--trainer.default_root_dir={tmp_path / 'root'}", "--trainer.logger", "WandbLogger",
+            "--trainer.logger.init_args.project", "proj", f"--trainer.logger.init_args.save_dir={tmp_path / 'wb'}",
+            *extra]
+
+
+def test_each_fit_is_its_own_named_wandb_run_holding_the_resolved_config(tmp_path, monkeypatch):
+    offline_wandb(monkeypatch, tmp_path)
+    fit(fit_args(tmp_path, 1))
+    fit(fit_args(tmp_path, 2, "--trainer.logger.init_args.group", "my group", "--trainer.logger.init_args.job_type",
+                 "train", "--ticket.rounds", "2"))
+    with pytest.raises(ValueError, match="monitor='val_acc'"):  # a fit that fails after its run started
+        fit(fit_args(tmp_path, 3, "--trainer.logger.init_args.name", "mine", "--ticket.monitor", "val_acc"))
+    runs = offline_runs(tmp_path)
+    # one W&B run per fit (the next fit of a process used to log into the previous one), each finished
+    assert [(r.name, r.group, r.job_type, r.exit_code) for r in runs] == [
+        ("imp-magnitude-seed1", "imp", "imp", 0), ("my group-magnitude-seed2", "my group", "train", 0),
+        ("mine", "mine", "imp", 1)]
+    first, second = runs[0], runs[1]
+    assert [r["lottery/round"] for r in round_rows(first)] == [0, 1]
+    assert [r["lottery/round"] for r in round_rows(second)] == [0, 1, 2]
+    # the resolved config as config.yaml holds it, and the run's identity under `lottery`
+    assert {"model", "data", "trainer", "ticket", "seed_everything", "lottery"} <= set(second.config)
+    assert second.config["model"]["class_path"] == "user_code.TinyModule" and second.config["ticket"]["rounds"] == 2
+    assert second.config["seed_everything"] == 2
+    assert second.config["lottery"] == {
+        "experiment": "my group", "kind": "train", "pruner": "magnitude", "seed": 2, "target_density": None,
+        "source_ticket": None, "ticket_artifact": "ticket-my-group-seed2", "group": "my group", "job_type": "train",
+        "name": "my group-magnitude-seed2"}
+    assert {a.name for a in second.logged("ticket")} == {"ticket-my-group-seed2"}
+    # config.yaml in each run's own folder (<save_dir>/<project>/<run id>), not in the save_dir all runs share
+    for run in runs:
+        saved = yaml.safe_load((tmp_path / "wb" / "proj" / run.id / "config.yaml").read_text())
+        assert saved["trainer"]["logger"]["init_args"]["name"] == run.name
+    assert not (tmp_path / "wb" / "config.yaml").exists()
+
+
+def test_the_identity_of_a_run_comes_from_run_arguments_then_the_logger_then_the_config():
+    from lottery.integrations.wandb import identity
+
+    ticket = {"pruner": "snip", "epochs_per_round": 0, "density": 0.0512, "from_ticket": None}
+    config = {"seed_everything": 4, "ticket": ticket, "run": {"experiment": "snip", "group": "cmp", "job_type": "pai"},
+              "trainer": {"logger": {"class_path": "pytorch_lightning.loggers.WandbLogger",
+                                     "init_args": {"group": "theirs", "name": None}}}}
+    ident = identity(config)
+    assert (ident["name"], ident["group"], ident["job_type"]) == ("snip-d0.0512-seed4", "cmp", "pai")
+    assert ident["ticket_artifact"] == "ticket-snip-d0.0512-seed4" and ident["target_density"] == 0.0512
+    shuffled = identity({"seed_everything": 1, "run": {"experiment": "imp_shuffled", "source": "ticket-imp-seed1:round-3"},
+                         "ticket": {"pruner": "magnitude", "epochs_per_round": 0, "from_ticket": "t.safetensors",
+                                    "sanity": "shuffle"}})
+    assert (shuffled["name"], shuffled["kind"], shuffled["pruner"]) == ("imp_shuffled-round3-seed1", "shuffle", None)
+    assert shuffled["ticket_artifact"] == "ticket-imp_shuffled-round3-seed1" and shuffled["group"] == "imp_shuffled"
+    plain = identity({"seed_everything": True, "ticket": {"pruner": {"class_path": "lottery.pruning.SNIP"}, "seed": 7}})
+    assert (plain["name"], plain["kind"], plain["seed"]) == ("imp-snip-seed7", "imp", 7)
