@@ -1,4 +1,5 @@
-"""A comparison run from end to end: IMP cells first, each seed's other cells as soon as its IMP cells finish."""
+"""A comparison run from end to end: IMP cells first, each seed's other cells as soon as its IMP cells finish; with a
+W&B base config, a summary run of the results at the end."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ from concurrent.futures import as_completed
 from pathlib import Path
 
 from lottery.compare import results
-from lottery.compare.cells import check_arguments, phase_one, phase_two
+from lottery.compare.cells import base_wandb, check_arguments, comparison_name, phase_one, phase_two
 from lottery.compare.launch import Launcher
 from lottery.compare.spec import Spec
+from lottery.integrations import wandb as wandb_integration
 from lottery.layout import RunLayout
 from lottery.lock import RunLock
 
@@ -44,4 +46,9 @@ def _run(spec: Spec, out: Path) -> Path:
         rows = [r for f in [*first, *second] for r in f.result()]
     finally:
         launch.close()
-    return results.write(rows, out)
+    written = results.write(rows, out)
+    init = base_wandb(spec.base)
+    if init is not None:  # the cells logged to W&B: the comparison's own run, in their group
+        wandb_integration.log_comparison(rows, results.RESULT_COLUMNS, results.means(rows), out / results.PLOT,
+                                         comparison_name(out), init, out)
+    return written

@@ -9,6 +9,7 @@ from typing import Any
 from lottery.files import atomic_write_text, csv_text
 from lottery.plots import density_axis, pyplot
 
+PLOT = "comparison.png"  # beside results.csv
 RESULT_COLUMNS = ["experiment", "pruner", "seed", "round", "density", "val_acc", "val_acc_at_best", "test_acc",
                   "test_acc_at_best", "best_step", "wall_time_s", "cell"]
 
@@ -30,7 +31,7 @@ def write(rows: list[dict[str, Any]], out: Path) -> Path:
     """Sort `rows`, write them as results.csv and plot them as comparison.png in `out`; return results.csv."""
     rows.sort(key=lambda r: (r["experiment"], r["seed"], -r["density"]))
     results = atomic_write_text(out / "results.csv", csv_text(rows, RESULT_COLUMNS))
-    plot(rows, out / "comparison.png")
+    plot(rows, out / PLOT)
     return results
 
 
@@ -64,3 +65,9 @@ def summarize(rows: list[dict[str, Any]], column: str, scale: float = 1.0) -> di
             out.setdefault(r["experiment"], {}).setdefault(round(float(r["density"]), 4), []).append(scale * float(r[column]))
     return {name: {d: (statistics.mean(v), statistics.pstdev(v), len(v)) for d, v in by.items()}
             for name, by in sorted(out.items())}
+
+
+def means(rows: list[dict[str, Any]], column: str = "test_acc") -> list[dict[str, Any]]:
+    """One row per experiment and density (densest first): the mean, std and count over seeds of `column`."""
+    return [{"experiment": name, "density": d, f"{column}_mean": m, f"{column}_std": s, "seeds": n}
+            for name, points in summarize(rows, column).items() for d, (m, s, n) in sorted(points.items(), reverse=True)]

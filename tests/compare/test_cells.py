@@ -81,3 +81,40 @@ def test_a_misspelled_callback_argument_is_refused_when_cells_are_built(tmp_path
     with pytest.raises(TypeError, match="no argument 'density'"):  # compare.run checks before any cell trains
         compare.cells.check_arguments(spec)
     assert not (tmp_path / "out").exists()
+
+
+def test_what_a_cell_tells_lottery_fit_about_itself_leaves_its_key_as_it_was(tmp_path):
+    base = tmp_path / "base.yaml"
+    base.write_text("seed_everything: 0\nticket: {rounds: 2}\n")
+    source = str(tmp_path / "cells" / "abc" / "tickets" / "round_01.safetensors")
+    imp = compare.Cell("imp", "imp", 0, ["--ticket.rounds", "3"])
+    shuffled = compare.Cell("imp_shuffled", "shuffle", 1, ["--ticket.from_ticket", source], source=source,
+                            source_artifact="ticket-imp-seed1:round-1")
+    # the keys cells had before they carried W&B names: a finished comparison keeps its cells
+    assert (imp.key(str(base), str(tmp_path)), shuffled.key(str(base), str(tmp_path))) == ("97a599ce0c44", "f4ed7399ec94")
+
+
+def test_a_cell_names_its_wandb_run_and_keeps_checkpoints_and_wandb_files_in_its_folder(tmp_path):
+    from pytorch_lightning.loggers import WandbLogger
+
+    from lottery.experiment import build_cli
+
+    spec, imp = grid_of_every_kind(tmp_path)
+    shuffled = next(c for c in compare.phase_two(spec, imp) if c.kind == "shuffle" and c.seed == 1)
+    assert shuffled.source_artifact == "ticket-imp-seed1:round-1"
+    folder = compare.cells.cell_folder(tmp_path / "my_comparison", "k")
+    args = compare.fit_args(spec.base, folder, shuffled, spec.args)
+    given = {a: args[i + 1] for i, a in enumerate(args) if a.startswith("--run.")}
+    assert given == {"--run.experiment": "imp_shuffle", "--run.job_type": "shuffle", "--run.group": "my_comparison",
+                     "--run.source": "ticket-imp-seed1:round-1"}
+    assert args[args.index("--trainer.callbacks.dirpath") + 1] == str(folder / "checkpoints")
+    assert "--trainer.logger.init_args.save_dir" not in args  # a base config without W&B
+    # with a W&B base config: the cell's W&B run named for it, its files and checkpoints in the cell's folder
+    wandb_base = str(ROOT / "configs" / "lenet300_fashion_imp_wandb.yaml")
+    cell = compare.phase_one(spec)[1]
+    cli = build_cli(compare.fit_args(wandb_base, folder, cell, spec.args)[1:], run=False)
+    logger = cli.trainer.logger
+    assert isinstance(logger, WandbLogger) and logger._experiment is None and logger.save_dir == str(folder)
+    init = logger._wandb_init
+    assert (init["name"], init["group"], init["job_type"]) == ("imp-magnitude-seed1", "my_comparison", "imp")
+    assert [c.dirpath for c in cli.trainer.checkpoint_callbacks] == [str(folder / "checkpoints")]
