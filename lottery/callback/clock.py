@@ -19,6 +19,7 @@ class RoundClock:
     def __init__(self, rounds: int, epochs_per_round: int, rewind: RewindPoint) -> None:
         self.rounds, self.epochs, self.rewind = rounds, epochs_per_round, rewind
         self.steps_per_epoch: int | None = None  # known once training starts
+        self.early: dict[int, int] = {}  # rounds ended early (early-bird): round -> epoch its successor starts
         self.check()
 
     @property
@@ -36,8 +37,18 @@ class RoundClock:
         return self.epochs - self.rewind.epochs if self.rewind.iterations == 0 else self.epochs
 
     def round_start_epoch(self, round: int) -> int:
-        """The epoch at which `round` starts."""
-        return 0 if round == 0 else self.epochs + (round - 1) * self.later_epochs
+        """The epoch at which `round` starts (earlier rounds ended early move it forward)."""
+        if not self.early:
+            return 0 if round == 0 else self.epochs + (round - 1) * self.later_epochs
+        epoch = 0
+        for r in range(round):
+            epoch = self.early.get(r, epoch + (self.epochs if r == 0 else self.later_epochs))
+        return epoch
+
+    def end_early(self, trainer: pl.Trainer, round: int) -> None:
+        """End `round` with the current epoch: the next round starts at the next epoch, the budget shrinks."""
+        self.early[round] = trainer.current_epoch + 1
+        self.set_budget(trainer, quiet=True)
 
     def check(self) -> None:
         """Raise unless the rewind point lies inside round 0 (by epochs before the epoch length is known, then by steps)."""
@@ -87,11 +98,13 @@ class RoundClock:
                     f"{needed} of its steps ({how}; interval {cfg.interval!r}). Size it for {needed} steps, or rewind "
                     "to a whole epoch ('1ep') so a later round trains no more than round 0 had from there.")
 
-    def set_budget(self, trainer: pl.Trainer) -> None:
+    def set_budget(self, trainer: pl.Trainer, quiet: bool = False) -> None:
         """Set the Trainer's max_epochs to the end of the last round (and say so when it changes)."""
         total = self.round_start_epoch(self.rounds + 1)
         if trainer.fit_loop.max_epochs != total:
             trainer.fit_loop.max_epochs = total
+            if quiet:
+                return
             rank_zero_info(
                 f"LotteryTicket: {self.rounds} pruning rounds after a dense round 0; round 0 trains "
                 f"{self.epochs} epochs, each later round {self.later_epochs} (rewind={self.rewind}): "

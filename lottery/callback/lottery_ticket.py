@@ -23,6 +23,7 @@ from lottery import rng
 from lottery.callback import hooks, loss, start
 from lottery.callback.arguments import check_arguments, check_rounds_trainer, check_sparse_training
 from lottery.callback.clock import RoundClock, iteration
+from lottery.callback.early_bird import EarlyBird
 from lottery.callback.masks import LiveMasks
 from lottery.callback.metrics import RoundMetrics
 from lottery.callback.output import RunOutput
@@ -88,6 +89,16 @@ class LotteryTicket(Callback):
             of ``forward(inputs)`` on ``(inputs, labels)`` batches, as in the papers; GraSP divides the logits by
             its temperature), or a callable ``(module, batch) -> loss``. A module whose training_step is that
             cross-entropy may declare ``lottery_loss = "cross_entropy"`` (ClassificationModule does).
+        sparse_training: train one sparse run (``epochs_per_round=0``, the Trainer's ``max_epochs``) whose masks
+            change as it trains: ``"gmp"`` (gradual magnitude pruning from dense to `density`, Zhu & Gupta 2017),
+            ``"set"`` or ``"rigl"`` (dynamic sparse training at `density`: Mocanu et al. 2018, Evci et al. 2020),
+            or a `lottery.sparse_training` instance for other settings (``RigL(every=100, stop=0.75, alpha=0.3)``).
+            The pruner scores what GMP removes and what SET/RigL drop (magnitude by default).
+        distribution: layer densities of pruning at initialization, SET and RigL: ``"uniform"``, ``"er"`` or
+            ``"erk"`` (each layer keeps its exact share of `density`; default for SET "er", for RigL "erk").
+        early_bird: end an IMP round once the mask the next pruning would give has changed by less than this
+            normalised Hamming distance (You et al. 2020 used 0.1) for `early_bird_epochs` epochs in a row; the
+            epochs it trained are recorded as ``early_bird_epochs`` in the round's metrics (NaN: ran its length).
 
     Pruning at initialization: with ``epochs_per_round=0`` the callback runs `rounds` scoring steps (the
     exponential schedule d^(k/rounds)) before the first training step, data-driven pruners drawing their
@@ -136,6 +147,8 @@ class LotteryTicket(Callback):
         loss_fn: str | Callable[[pl.LightningModule, Any], Tensor] = "training_step",
         sparse_training: str | SparseTraining | None = None,
         distribution: str | None = None,
+        early_bird: float | None = None,
+        early_bird_epochs: int = 5,
     ) -> None:
         super().__init__()
         if ticket is not None:
@@ -168,6 +181,9 @@ class LotteryTicket(Callback):
         self.dirpath, self.seed, self.remask_after_step = dirpath, seed, remask_after_step
 
         self.updates = None if self.sparse_training is None else MaskUpdates(self.sparse_training, density)
+        if early_bird is not None and epochs_per_round == 0:
+            raise ValueError("early_bird= ends IMP rounds early; it needs training rounds (epochs_per_round > 0)")
+        self.early_bird = None if early_bird is None else EarlyBird(early_bird, early_bird_epochs)
         self.tickets: list[Ticket] = []  # one per round closed, round 0 included
         self.metrics = RoundMetrics(monitor, mode)
         self.output = RunOutput(dirpath, monitor)
@@ -210,6 +226,8 @@ class LotteryTicket(Callback):
         # zeroed gradients keep pruned weights at zero under the usual optimizers; others are re-masked
         self._hooks = [opt.register_step_post_hook(self._after_step) for opt in trainer.optimizers
                        if self.remask_after_step or not preserves_zeros(opt)]
+        if self.clock.early:  # a resumed run whose earlier rounds ended early: its budget is shorter
+            self.clock.set_budget(trainer, quiet=True)
         if self._rng_to_restore is not None:
             rng.set_state(self._rng_to_restore)
             self._rng_to_restore = None
@@ -248,6 +266,8 @@ class LotteryTicket(Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.output.mark_epoch(pl_module, self.run.round, iteration(trainer) - self.run.round_start_step)
+        if self.early_bird is not None:
+            self._watch_early_bird(trainer, pl_module)
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
         # a checkpoint saved at an epoch's end comes after the module logged that epoch's training metrics, which
@@ -291,6 +311,26 @@ class LotteryTicket(Callback):
         self._hooks = []
 
     # -- rounds ---------------------------------------------------------------------------------------
+    def _watch_early_bird(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """At an epoch's end: compare the mask the next pruning would give now with the last epoch's; once it has
+        settled, end the round with this epoch (before the checkpoint of this epoch is written)."""
+        round, epoch = self.run.round, trainer.current_epoch
+        if round >= self.rounds or self.run.snapshot is None or epoch + 1 >= self.clock.round_start_epoch(round + 1):
+            return  # nothing is pruned after the last round; the rewind point comes first; the round ends anyway
+        fired = None
+        if trainer.is_global_zero:
+            with rng.seeded(self.run.base_seed + 1_000_003 * (round + 1)):  # the seed next_round prunes with
+                masks = self._plan.step(pl_module, self.pruner, self.live.masks, round + 1, trainer.train_dataloader,
+                                        loss_fn=self._loss)
+            self.early_bird.observe(masks)
+            fired = self.early_bird.fired
+        if trainer.strategy.broadcast(fired, src=0):
+            self.early_bird.fired_at = epoch + 1 - self.clock.round_start_epoch(round)
+            self.clock.end_early(trainer, round)
+            rank_zero_info(f"LotteryTicket: early-bird ticket in round {round} after {self.early_bird.fired_at} epochs "
+                           f"(mask distance below {self.early_bird.epsilon} for {self.early_bird.epochs} epochs); "
+                           f"the round ends now, Trainer max_epochs {trainer.fit_loop.max_epochs}.")
+
     def _start_sparse(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Round 1 before any training: the given ticket, or all scoring steps at initialization."""
         if self.from_ticket is not None:
@@ -331,6 +371,9 @@ class LotteryTicket(Callback):
             meta["sparse_training"] = {**self.sparse_training.describe(), "target_density": self.density}
         if self.distribution is not None:
             meta["distribution"] = self.distribution
+        if self.early_bird is not None:  # epochs trained when the round was ended early, NaN when it ran its length
+            fired = self.early_bird.fired_at
+            meta["metrics"]["early_bird_epochs"] = float("nan") if fired is None else float(fired)
         if self.metrics.best is None:
             self.metrics.warn_unmeasured(trainer, self.run.round, self.epochs_per_round)
         ticket = Ticket({n: m.cpu() for n, m in self.live.masks.items()}, self.run.ticket_weights(), meta)
@@ -356,17 +399,24 @@ class LotteryTicket(Callback):
             self.live.mask_optimizers(trainer)
         self.run.round_start_step = iteration(trainer)
         self.metrics.reset()
+        if self.early_bird is not None:
+            self.early_bird.reset()
 
     # -- checkpointing --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         # rewound rounds share the snapshot's weights: stored once, with it
         tickets = pack_tickets(self.tickets, with_weights=self.rewind.kind == "none")
-        return {**self.run.state(), **self.live.state(), **self.metrics.state(), "tickets": tickets, "rng": rng.get_state()}
+        early = {**self.early_bird.state(), "clock_early": dict(self.clock.early)} if self.early_bird is not None else {}
+        return {**self.run.state(), **self.live.state(), **self.metrics.state(), **early, "tickets": tickets,
+                "rng": rng.get_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.run.load(state)
         self.live.load(state)
         self.metrics.load(state)
+        if self.early_bird is not None:
+            self.early_bird.load(state)
+            self.clock.early = {int(r): int(e) for r, e in state.get("clock_early", {}).items()}
         shared = self.run.snapshot.model if self.rewind.kind != "none" and self.run.snapshot is not None else None
         self.tickets = unpack_tickets(state["tickets"], shared)
         self._rng_to_restore = state["rng"]
