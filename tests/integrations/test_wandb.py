@@ -201,3 +201,22 @@ def test_the_identity_of_a_run_comes_from_run_arguments_then_the_logger_then_the
     assert shuffled["ticket_artifact"] == "ticket-imp_shuffled-round3-seed1" and shuffled["group"] == "imp_shuffled"
     plain = identity({"seed_everything": True, "ticket": {"pruner": {"class_path": "lottery.pruning.SNIP"}, "seed": 7}})
     assert (plain["name"], plain["kind"], plain["seed"]) == ("imp-snip-seed7", "imp", 7)
+
+
+def test_the_shipped_wandb_config_runs_offline_as_its_comments_say(tmp_path, monkeypatch, fashion_mnist):
+    from pathlib import Path
+
+    offline_wandb(monkeypatch, tmp_path)
+    monkeypatch.chdir(tmp_path)  # its save_dir is relative: runs/lenet300_fashion_imp_wandb
+    config = Path(__file__).parents[2] / "configs" / "lenet300_fashion_imp_wandb.yaml"
+    fit(["fit", "--config", str(config), "--ticket.rounds", "1", "--ticket.epochs_per_round", "1",
+         "--trainer.limit_train_batches", "8", "--trainer.limit_val_batches", "2", "--trainer.enable_progress_bar",
+         "false", f"--trainer.default_root_dir={tmp_path / 'root'}"])
+    run = run_of(tmp_path / "runs" / "lenet300_fashion_imp_wandb")
+    assert (run.name, run.group, run.job_type, run.exit_code) == ("lenet300-fashion-imp-magnitude-seed0",
+                                                                 "lenet300-fashion-imp", "imp", 0)
+    assert [(a.name, sorted(a.aliases)) for a in run.logged()] == [
+        ("ticket-lenet300-fashion-imp-seed0", ["latest", f"round-{r}"]) for r in (0, 1)]
+    folder = tmp_path / "runs" / "lenet300_fashion_imp_wandb" / "lottery" / run.id
+    assert (folder / "config.yaml").is_file() and (folder / "tickets" / "round_01.safetensors").is_file()
+    assert next((folder / "checkpoints").glob("*.ckpt"))
