@@ -340,17 +340,10 @@ class LotteryTicket(Callback):
             self.live.install(trainer, pl_module, ticket.masks if trainer.is_global_zero else None, like)
             self.run.label = ticket.metadata.get("pruner", "ticket") + (f"+{self.sanity}" if self.sanity else "")
             done = f"training the given ticket ({self.run.label}, density {ticket.density:.6f})"
-        elif self.sparse_training is not None:
-            self.updates.check(int(trainer.estimated_stepping_batches))
+        elif self.updates is not None:
             self.run.snapshot = Snapshot.of_module(pl_module)
-            masks = None
-            if trainer.is_global_zero:
-                seed = rng.derived_seed(self.run.base_seed, "sparse_training")
-                masks = self.sparse_training.initial_masks(self._plan, pl_module, self.density, seed)
-            self.live.install(trainer, pl_module, masks)
-            self.run.label = self.sparse_training.name
-            done = (f"{self.sparse_training.name} training at density {self.live.density:.6f} (target {self.density}), "
-                    f"{self.sparse_training.updates(int(trainer.estimated_stepping_batches))} mask updates")
+            done = self.updates.start(trainer, pl_module, self.live, self._plan, self.run.base_seed)
+            self.run.label = self.updates.method.name
         else:
             self.run.snapshot = Snapshot.of_module(pl_module)
             masks = start.pruned_at_init(trainer, pl_module, self._plan, self.pruner, self.rounds, self.run.base_seed,

@@ -27,6 +27,17 @@ class MaskUpdates:
         self.done_at: int | None = None  # the step last updated (several optimizers step once each per step)
         self.count = 0  # updates made in this process (the log says how many)
 
+    def start(self, trainer: pl.Trainer, module: pl.LightningModule, live: LiveMasks, plan: Plan, base_seed: int) -> str:
+        """Before the first step: check the run gets updates, install the method's initial masks; what was done."""
+        total = int(trainer.estimated_stepping_batches)
+        self.check(total)
+        masks = None
+        if trainer.is_global_zero:
+            masks = self.method.initial_masks(plan, module, self.density, rng.derived_seed(base_seed, "sparse_training"))
+        live.install(trainer, module, masks)
+        return (f"{self.method.name} training at density {live.density:.6f} (target {self.density}), "
+                f"{self.method.updates(total)} mask updates")
+
     def check(self, total: int) -> None:
         """Before training: refuse a gradual run that would never prune, warn of a dynamic one that never updates."""
         if self.method.updates(total) > 0:
