@@ -68,8 +68,11 @@ class RunLayout:
 
     @classmethod
     def find(cls, run_dir: str | os.PathLike) -> RunLayout:
-        """The results folder at or below `run_dir` holding a rounds.csv (the last in natural order: version_10 after version_9)."""
-        found = sorted(Path(run_dir).glob(f"**/{ROUNDS}"), key=_natural)
+        """The results folder at or below `run_dir` holding a rounds.csv: of several, the newest run (version_10 after
+        version_9; runs named by id, as W&B's are, by the time their rounds.csv was written)."""
+        found = list(Path(run_dir).glob(f"**/{ROUNDS}"))
+        versioned = all(re.fullmatch(r"version_\d+", f.parent.parent.name) for f in found)
+        found.sort(key=_natural if versioned else lambda f: (f.stat().st_mtime, _natural(f)))
         if not found:
             raise FileNotFoundError(f"no {ROUNDS} under {run_dir}; point at a run's folder (it holds {TICKETS}/{ROUNDS})")
         return cls(found[-1].parent)

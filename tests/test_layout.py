@@ -109,3 +109,13 @@ def test_run_folder_is_the_runs_own_for_every_kind_of_logger(tmp_path):
     assert folder(csv_logger) == tmp_path / "logs" / "version_0"  # its log_dir, as before
     assert folder(Plain()) == tmp_path / "plain" / "proj" / "abc123"
     assert folder(False) == tmp_path
+
+
+def test_find_picks_the_newest_run_named_by_id(tmp_path):
+    import os
+
+    for i, run_id in enumerate(["zz9older", "aa1newer"]):  # W&B run ids: their names say nothing of their order
+        layout = RunLayout.under(tmp_path / "proj" / run_id)
+        layout.save(ticket(0, [True, True]), [ticket(0, [True, True])], "val_loss")
+        os.utime(layout.rounds, (1_000_000 + i, 1_000_000 + i))
+    assert RunLayout.find(tmp_path).folder == tmp_path / "proj" / "aa1newer" / "tickets"
