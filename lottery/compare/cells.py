@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +59,10 @@ class Cell:
     seed: int
     args: list[str] = field(default_factory=list)
     source: str | None = None  # the IMP ticket a sanity cell starts from
-    # names only, not part of the key: the W&B artifact of `source` (NAME:round-N), declared as the cell's input
+    # names only, not part of the key: the W&B artifact of `source` (NAME:round-N), declared as the cell's input,
+    # and the comparison (its W&B group; from the spec's `out`, since a cell may train in another folder on a node)
     source_artifact: str | None = field(default=None, metadata={"key": False})
+    comparison: str | None = field(default=None, metadata={"key": False})
 
     def key(self, base: str, out: str) -> str:
         """A stable identity: hash of the base config's settings (parsed, so comments and layout do not count)
@@ -94,8 +96,8 @@ def base_wandb(base: str | Path) -> dict[str, Any] | None:
 
 def phase_one(spec: Spec) -> list[Cell]:
     """The IMP cells."""
-    return [Cell(e["name"], "imp", s, list(e.get("args", []))) for e in spec.experiments if e["kind"] == "imp"
-            for s in spec.seeds]
+    return [Cell(e["name"], "imp", s, list(e.get("args", [])), comparison=comparison_name(spec.out))
+            for e in spec.experiments if e["kind"] == "imp" for s in spec.seeds]
 
 
 def _epochs_per_round(spec: Spec) -> int:
@@ -120,7 +122,7 @@ def phase_two(spec: Spec, imp_results: dict[tuple[str, int], Path], seeds: list[
             picked = e.get("rounds")  # IMP rounds whose densities / tickets to use; all by default
             rows = [r for r in layout.read_rounds()[1:] if picked is None or int(r["round"]) in picked]
             cells += [_phase_two_cell(e, s, epochs, r, layout, imp_name) for r in rows]
-    return cells
+    return [replace(c, comparison=comparison_name(spec.out)) for c in cells]
 
 
 def _phase_two_cell(e: dict[str, Any], seed: int, epochs: int, row: dict[str, str], imp: RunLayout,
@@ -172,7 +174,7 @@ def fit_args(base: str, folder: Path, cell: Cell, common: list[str]) -> list[str
     if wandb_integration.is_wandb_spec(logger.get("logger")):  # one WandbLogger: its files in the cell too
         args += ["--trainer.logger.init_args.save_dir", str(folder)]
     # what the cell is, for W&B (names, group, job type, lineage); not part of the cell's key
-    identity = {"experiment": cell.experiment, "job_type": cell.kind, "group": comparison_name(folder.parent.parent),
-                "source": cell.source_artifact}
+    group = cell.comparison or comparison_name(folder.parent.parent)  # a cell's folder is <out>/cells/<key>
+    identity = {"experiment": cell.experiment, "job_type": cell.kind, "group": group, "source": cell.source_artifact}
     args += [a for k, v in identity.items() if v is not None for a in (f"--{RUN}.{k}", str(v))]
     return [*args, *common, *cell.args]

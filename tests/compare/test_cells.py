@@ -105,8 +105,11 @@ def test_a_cell_names_its_wandb_run_and_keeps_checkpoints_and_wandb_files_in_its
     folder = compare.cells.cell_folder(tmp_path / "my_comparison", "k")
     args = compare.fit_args(spec.base, folder, shuffled, spec.args)
     given = {a: args[i + 1] for i, a in enumerate(args) if a.startswith("--run.")}
-    assert given == {"--run.experiment": "imp_shuffle", "--run.job_type": "shuffle", "--run.group": "my_comparison",
-                     "--run.source": "ticket-imp-seed1:round-1"}
+    assert given == {"--run.experiment": "imp_shuffle", "--run.job_type": "shuffle", "--run.group": "out",
+                     "--run.source": "ticket-imp-seed1:round-1"}  # group: the spec's `out`, wherever the cell trains
+    assert {c.comparison for c in [*compare.phase_one(spec), shuffled]} == {"out"}
+    anonymous = compare.Cell("imp", "imp", 0)  # built by hand: the comparison is named by its folder's place
+    assert "my_comparison" in compare.fit_args(spec.base, folder, anonymous, [])
     assert args[args.index("--trainer.callbacks.dirpath") + 1] == str(folder / "checkpoints")
     assert "--trainer.logger.init_args.save_dir" not in args  # a base config without W&B
     # with a W&B base config: the cell's W&B run named for it, its files and checkpoints in the cell's folder
@@ -116,5 +119,5 @@ def test_a_cell_names_its_wandb_run_and_keeps_checkpoints_and_wandb_files_in_its
     logger = cli.trainer.logger
     assert isinstance(logger, WandbLogger) and logger._experiment is None and logger.save_dir == str(folder)
     init = logger._wandb_init
-    assert (init["name"], init["group"], init["job_type"]) == ("imp-magnitude-seed1", "my_comparison", "imp")
+    assert (init["name"], init["group"], init["job_type"]) == ("imp-magnitude-seed1", "out", "imp")
     assert [c.dirpath for c in cli.trainer.checkpoint_callbacks] == [str(folder / "checkpoints")]
