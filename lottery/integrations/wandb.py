@@ -79,15 +79,18 @@ def _round_of(source: str | None) -> int | None:
 
 
 def _pruner(value: Any) -> str | None:
-    """A pruner's name: a registry name as given, or the class of a {class_path, init_args} spec, lower case."""
+    """A pruner's (or sparse-training method's) name: a registry name as given, or the class of a {class_path,
+    init_args} spec, lower case."""
     if isinstance(value, Mapping):
         return str(value.get("class_path", "")).rpartition(".")[2].lower() or None
     return None if value is None else str(value)
 
 
 def _kind(ticket: Mapping[str, Any]) -> str:
-    """The kind of run the callback's arguments make: imp (trained rounds), a sanity variant or `ticket` (a given
-    ticket trained), or pai (pruned at initialization, then trained)."""
+    """The kind of run the callback's arguments make: imp (trained rounds), a sparse-training method (gmp, set,
+    rigl), a sanity variant or `ticket` (a given ticket trained), or pai (pruned at initialization, then trained)."""
+    if ticket.get("sparse_training"):
+        return str(_pruner(ticket["sparse_training"]))
     if int(ticket.get("epochs_per_round", 1) or 0) > 0:
         return "imp"
     if ticket.get("from_ticket"):

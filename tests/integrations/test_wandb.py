@@ -201,6 +201,9 @@ def test_the_identity_of_a_run_comes_from_run_arguments_then_the_logger_then_the
     assert shuffled["ticket_artifact"] == "ticket-imp_shuffled-round3-seed1" and shuffled["group"] == "imp_shuffled"
     plain = identity({"seed_everything": True, "ticket": {"pruner": {"class_path": "lottery.pruning.SNIP"}, "seed": 7}})
     assert (plain["name"], plain["kind"], plain["seed"]) == ("imp-snip-seed7", "imp", 7)
+    rigl = identity({"seed_everything": 0, "ticket": {"pruner": "magnitude", "epochs_per_round": 0, "density": 0.1,
+                                                      "sparse_training": "rigl"}})
+    assert (rigl["kind"], rigl["name"]) == ("rigl", "rigl-magnitude-d0.1-seed0")
 
 
 def test_the_shipped_wandb_config_runs_offline_as_its_comments_say(tmp_path, monkeypatch, fashion_mnist):
