@@ -41,7 +41,7 @@ class Job:
 
 def comparison_tag(out: str) -> str:
     """A comparison's folder on the nodes, relative to their node dir: a hash of the driver's host and absolute
-    `out`, then `out`'s own name (the comparison's name, which its cells read from their folder: the W&B group)."""
+    `out` (comparisons of two drivers never share a folder), then `out`'s own name (to tell them apart there)."""
     where = Path(out).resolve()
     return f"{hashlib.sha1(f'{socket.gethostname()}:{where}'.encode()).hexdigest()[:12]}/{where.name}"
 
