@@ -257,8 +257,10 @@ class LotteryTicket(Callback):
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit":
             return
+        # gradual pruning's early-stopping iteration is sought once it has reached its density, not before
+        settled = self.updates is None or self.updates.settled(trainer)
         self.metrics.observe(trainer.callback_metrics, iteration(trainer) - self.run.round_start_step,
-                             trainer.current_epoch, self.run.round)
+                             trainer.current_epoch, self.run.round, may_be_best=settled)
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking and trainer.state.fn == "fit":

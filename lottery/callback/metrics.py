@@ -49,8 +49,9 @@ class RoundMetrics:
         self.train_epoch: int | None = None
         self.warned = False
 
-    def observe(self, metrics: Mapping[str, Any], step: int, epoch: int, round: int) -> None:
-        """One validation's metrics at `step` of the round, in `epoch`; raise if the monitored value is not among them."""
+    def observe(self, metrics: Mapping[str, Any], step: int, epoch: int, round: int, may_be_best: bool = True) -> None:
+        """One validation's metrics at `step` of the round, in `epoch`; raise if the monitored value is not among them.
+        A validation that may not be best (gradual pruning before its target density) only updates the last values."""
         metrics = {k: v for k, v in metrics.items() if not k.startswith(OWN)}  # the module's values, not ours
         if self.monitor not in metrics:
             logged = ", ".join(sorted(metrics)) or "nothing"
@@ -62,7 +63,7 @@ class RoundMetrics:
         self.last = {k: v for k, v in scalars(metrics).items() if not k.startswith(TRAIN)}
         value = float(metrics[self.monitor])
         self._check_divergence(value, step, round)
-        if self.best is None or (value < self.best if self.mode == "min" else value > self.best):
+        if may_be_best and (self.best is None or (value < self.best if self.mode == "min" else value > self.best)):
             self.best, self.best_step, self.best_epoch = value, step, epoch
             # what else was measured then (test accuracy at the early-stopping iteration, say); training values
             # of this epoch come when it ends

@@ -49,6 +49,11 @@ class MaskUpdates:
         rank_zero_warn(f"LotteryTicket: {self.method.name} makes no mask update in this run ({window}); this is static "
                        "sparse training. Lower every= or train longer for dynamic sparse training.")
 
+    def settled(self, trainer: pl.Trainer) -> bool:
+        """True once the masks have reached the run's density (GMP: after its last update; SET and RigL: always)."""
+        return self.method.fixed_density or iteration(trainer) > self.method.last_update(
+            int(trainer.estimated_stepping_batches))
+
     def due(self, trainer: pl.Trainer) -> tuple[int, int, int] | None:
         """(k, step, total) when this optimizer step is update k, else None."""
         step, total = iteration(trainer), int(trainer.estimated_stepping_batches)

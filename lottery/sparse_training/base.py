@@ -39,6 +39,7 @@ class SparseTraining:
 
     name = ""
     needs_grads = False  # the update reads the dense gradient of its step (RigL)
+    fixed_density = True  # the masks keep the run's density from the first step (False: they reach it, GMP)
 
     def __init__(self, every: int = 100, start: float = 0.0, stop: float = 0.75) -> None:
         if not isinstance(every, int) or isinstance(every, bool) or every < 1:
@@ -51,6 +52,10 @@ class SparseTraining:
     def updates(self, total: int) -> int:
         """n, the updates a run of `total` optimizer steps gets."""
         return max((int(self.stop * total) - int(self.start * total)) // self.every, 0)
+
+    def last_update(self, total: int) -> int:
+        """The step of the last update (before any update: the window's start)."""
+        return int(self.start * total) + self.updates(total) * self.every
 
     def index(self, step: int, total: int) -> int | None:
         """k when the optimizer step after `step` done ones is update k (1..n), else None."""

@@ -17,6 +17,7 @@ class Gradual(SparseTraining):
     (magnitude in the paper; any registered pruner works)."""
 
     name = "gmp"
+    fixed_density = False
 
     def initial_masks(self, plan: Plan, model: nn.Module, density: float, seed: int) -> dict[str, Tensor]:
         """Dense: GMP starts from the whole network."""

@@ -187,3 +187,12 @@ def test_prune_with_a_distribution():
     ticket = prune(model, "magnitude", density=0.2, rounds=3, distribution="er")
     assert {n: int(m.sum()) for n, m in ticket.masks.items()} == layer_counts(shapes, 0.2, "er")
     assert ticket.metadata["distribution"] == "er"
+
+
+def test_gradual_pruning_seeks_its_early_stopping_iteration_only_at_its_density(tmp_path):
+    # lr 0 and mode="max": the best validation would be the first one (step 6), while the pruning is not done (updates
+    # end at step 9); the best of a GMP run must be one at its target density
+    method = Gradual(every=2, start=0.1, stop=0.5)
+    cb, _, _ = run(tmp_path, method, lr=0.0, mode="max")
+    assert method.last_update(18) == 9
+    assert cb.tickets[-1].metrics["best_step"] in (12, 18)
