@@ -23,11 +23,16 @@ if __name__ == "__main__":
     module = Module(scheduler=None)
     # a different scoring seed on each rank: without the broadcast each rank would draw its own random mask
     rank = int(os.environ.get("LOCAL_RANK", 0))
-    if sys.argv[2] == "snip":  # at initialization, each rank scoring its own shard of the data
+    if sys.argv[2] in ("set", "rigl"):  # dynamic sparse training: random starts and SET's growth differ per rank
+        from lottery.sparse_training import SET, RigL
+
+        method = SET(every=2) if sys.argv[2] == "set" else RigL(every=2)
+        cb = LotteryTicket(sparse_training=method, density=0.2, epochs_per_round=0, seed=rank)
+    elif sys.argv[2] == "snip":  # at initialization, each rank scoring its own shard of the data
         cb = LotteryTicket(pruner="snip", density=0.2, rounds=1, epochs_per_round=0)
     else:
         cb = LotteryTicket(pruner="random", rounds=2, epochs_per_round=1, seed=rank)
     trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp", callbacks=[cb, SaveMasks()], logger=False,
                          enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
-                         default_root_dir=sys.argv[1], num_sanity_val_steps=0, max_epochs=1)
+                         default_root_dir=sys.argv[1], num_sanity_val_steps=0, max_epochs=2 if sys.argv[2] in ('set', 'rigl') else 1)
     trainer.fit(module)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 
-@pytest.mark.parametrize("mode,tickets", [("random", 3), ("snip", 1)])
+@pytest.mark.parametrize("mode,tickets", [("random", 3), ("snip", 1), ("set", 1), ("rigl", 1)])
 def test_two_cpu_ranks_hold_identical_masks(tmp_path, mode, tickets):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "MASTER_PORT": str(29517 + len(mode))}
     proc = subprocess.run([sys.executable, str(Path(__file__).parent / "ddp_run.py"), str(tmp_path), mode],
