@@ -247,3 +247,30 @@ def test_an_imp_ticket_missing_from_storage_is_put_there_by_the_driver(tmp_path)
     assert launch.ship_ticket(spec, cell) is None
     stored = tmp_path / "store" / "cells" / "abc" / "tickets" / "round_01.safetensors"
     assert stored.read_bytes() == ticket.read_bytes()
+
+
+def test_a_cell_that_ray_retries_on_the_same_node_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    import torch
+
+    from lottery.compare import launch
+
+    base = str(Path(__file__).parents[2] / "configs" / "lenet300_fashion_imp.yaml")
+    spec = compare.Spec(base=base, out=str(tmp_path / "out"), args=["--ticket.rounds", "1"], launcher="ray",
+                        experiments=[{"name": "imp", "kind": "imp"}])
+    monkeypatch.setenv("LOTTERY_NODE_DIR", str(tmp_path / "node"))
+    job = launch.node_job(spec, compare.phase_one(spec)[0])
+
+    def killed(args):  # the worker dies after its first epoch's checkpoint
+        folder = Path(args[args.index("--trainer.default_root_dir") + 1])
+        (folder / "checkpoints").mkdir(parents=True)
+        torch.save({"epoch": 0}, folder / "checkpoints" / "epoch=0-step=8.ckpt")
+        raise RuntimeError("worker killed")
+
+    monkeypatch.setattr(launch, "fit", killed)
+    with pytest.raises(RuntimeError, match="worker killed"):
+        launch.run_on_node(job, None)
+    fit, calls, _ = node_fit()
+    monkeypatch.setattr(launch, "fit", fit)
+    launch.run_on_node(job, None)  # Ray's retry, on the same node
+    checkpoint = Path(calls[0][calls[0].index("--ckpt_path") + 1])
+    assert checkpoint.name == "epoch=0-step=8.ckpt" and checkpoint.is_relative_to(tmp_path / "node")

@@ -40,10 +40,13 @@ def free_ports(n):
     return ports
 
 
-def node_ports(ports):
+def node_options(ports):
+    """A node's own ports (none of Ray's fixed defaults, which another Ray on this host may hold) and a small object
+    store (the tickets are small; Ray's default is 30% of the memory per node)."""
     return ["--node-manager-port", str(ports[0]), "--object-manager-port", str(ports[1]),
             "--dashboard-agent-listen-port", str(ports[2]), "--dashboard-agent-grpc-port", str(ports[3]),
-            "--runtime-env-agent-port", str(ports[4]), "--metrics-export-port", str(ports[5])]
+            "--runtime-env-agent-port", str(ports[4]), "--metrics-export-port", str(ports[5]),
+            "--object-store-memory", str(200 * 2**20)]
 
 
 class Cluster:
@@ -54,13 +57,14 @@ class Cluster:
         ray = str(Path(sys.executable).parent / "ray")
         # Ray 2.60 turns token authentication on when ~/.ray/auth_token exists; these nodes live for one test
         self.env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
-        ports = free_ports(13)
+        ports = free_ports(14)
         self.address = f"127.0.0.1:{ports[12]}"
         self._start("head", [ray, "start", "--head", "--block", "--port", str(ports[12]), "--num-cpus", "0",
-                             "--include-dashboard", "false", *node_ports(ports[:6])], {})
+                             "--include-dashboard", "false", "--dashboard-port", str(ports[13]),
+                             *node_options(ports[:6])], {})
         self._wait(lambda: self._listening(ports[12]), "the head's GCS port")
         self._start("node", [ray, "start", "--block", "--address", self.address, "--num-cpus", str(cpus),
-                             *node_ports(ports[6:12])], node_env)
+                             *node_options(ports[6:12])], node_env)
 
     def _start(self, name, command, env):
         folder = self.root / name
