@@ -251,7 +251,8 @@ class LotteryCLI(LightningCLI):
 
 def name_wandb_runs(config: Namespace) -> None:
     """Set the name, group and job_type of the config's WandbLoggers to the run's identity
-    (`integrations.wandb.identity`: `--run.*` first, then the logger's own, then derived), before they are built."""
+    (`integrations.wandb.identity`: `--run.*` first, then the logger's own, then derived), and make their folders
+    absolute, before they are built."""
     logger = (config.get("trainer") or Namespace()).get("logger")
     specs = [s for s in (logger if isinstance(logger, list) else [logger])
              if isinstance(s, Namespace) and wandb_integration.is_wandb_spec(s.as_dict())]
@@ -263,6 +264,11 @@ def name_wandb_runs(config: Namespace) -> None:
             spec.init_args = Namespace()
         for key in ("name", "group", "job_type"):
             setattr(spec.init_args, key, ident[key])
+        for key in ("save_dir", "dir"):
+            # wandb's service process, started by this process's first run, resolves a relative folder against its
+            # own working directory: a later run of this process in another one would write its files elsewhere
+            if isinstance(spec.init_args.get(key), str):
+                setattr(spec.init_args, key, os.path.abspath(spec.init_args.get(key)))
 
 
 class RunConfig(SaveConfigCallback):

@@ -315,7 +315,7 @@ def log_comparison(results: list[dict[str, Any]], columns: list[str], means: lis
 
     settings = {k: init[k] for k in ("project", "entity", "tags", "notes") if init.get(k)}
     ident = {"experiment": group, "kind": "summary", "seeds": sorted({r["seed"] for r in results})}
-    with wandb.init(**settings, group=group, job_type="summary", name=f"{group}-summary", dir=str(folder),
+    with wandb.init(**settings, group=group, job_type="summary", name=f"{group}-summary", dir=str(Path(folder).resolve()),
                     mode="offline" if init.get("offline") else None, config={IDENTITY: ident}) as run:
         mean_columns = list(means[0]) if means else ["experiment", "density", "test_acc_mean", "test_acc_std", "seeds"]
         table = wandb.Table(columns=mean_columns, data=[[m[c] for c in mean_columns] for m in means])
