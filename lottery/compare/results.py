@@ -70,4 +70,5 @@ def summarize(rows: list[dict[str, Any]], column: str, scale: float = 1.0) -> di
 def means(rows: list[dict[str, Any]], column: str = "test_acc") -> list[dict[str, Any]]:
     """One row per experiment and density (densest first): the mean, std and count over seeds of `column`."""
     return [{"experiment": name, "density": d, f"{column}_mean": m, f"{column}_std": s, "seeds": n}
-            for name, points in summarize(rows, column).items() for d, (m, s, n) in sorted(points.items(), reverse=True)]
+            for name, points in summarize(rows, column).items()
+            for d, (m, s, n) in sorted(points.items(), reverse=True)]

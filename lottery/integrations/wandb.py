@@ -130,8 +130,9 @@ def identity(config: Mapping[str, Any]) -> dict[str, Any]:
     source = given.get("source")
     one_shot = int(ticket.get("epochs_per_round", 1) or 0) == 0
     density = ticket.get("density") if one_shot and not ticket.get("from_ticket") else None
-    out = {"experiment": str(experiment), "kind": str(kind), "pruner": None if source else _pruner(ticket.get("pruner")),
-           "seed": seed, "target_density": density, "source_ticket": source}
+    pruner = None if source else _pruner(ticket.get("pruner"))  # a given ticket's pruner is its source's
+    out = {"experiment": str(experiment), "kind": str(kind), "pruner": pruner, "seed": seed, "target_density": density,
+           "source_ticket": source}
     out["ticket_artifact"] = lineage(out["experiment"], seed, _round_of(source), density)
     out["group"] = given.get("group") or logger.get("group") or out["experiment"]
     out["job_type"] = out["kind"]
@@ -141,7 +142,7 @@ def identity(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def run_name(ident: Mapping[str, Any]) -> str:
     """A run's W&B name from its identity: experiment, pruner (when the experiment's name does not say it), the
-    source round or target density, and seed; e.g. imp-magnitude-seed0, random-d0.64-seed1, imp_shuffled-round2-seed0."""
+    source round or target density, and seed: imp-magnitude-seed0, random-d0.64-seed1, imp_shuffled-round2-seed0."""
     parts = [str(ident["experiment"])]
     pruner = ident.get("pruner")
     if pruner and pruner not in parts[0]:
@@ -190,6 +191,7 @@ def ticket_metadata(ticket: Ticket, seed: int | None) -> dict[str, Any]:
 
 
 def _ticket_artifact(name: str, ticket: Ticket, path: Path, seed: int | None) -> Any:
+    """A version of the artifact `name` holding the ticket file `path` (the same file: the same digest)."""
     import wandb
 
     artifact = wandb.Artifact(name, type=ARTIFACT_TYPE, metadata=ticket_metadata(ticket, seed))
@@ -210,7 +212,7 @@ def use_ticket(run: Any, reference: str, path: Path, seed: int | None) -> None:
         artifact = _ticket_artifact(name, Ticket.load(path), path, seed)
         artifact.finalize()
         run._interface.publish_artifact(run, artifact, aliases=[], is_user_created=True, use_after_commit=True)
-    except Exception as err:  # noqa: BLE001  a wandb whose internals moved: the run trains on, only its lineage is missing
+    except Exception as err:  # noqa: BLE001 (a wandb whose internals moved: the run trains on, without lineage)
         rank_zero_warn(f"W&B: could not record that this run uses the ticket {reference} ({path}): {err!r}")
 
 
@@ -315,12 +317,14 @@ def log_comparison(results: list[dict[str, Any]], columns: list[str], means: lis
 
     settings = {k: init[k] for k in ("project", "entity", "tags", "notes") if init.get(k)}
     ident = {"experiment": group, "kind": "summary", "seeds": sorted({r["seed"] for r in results})}
-    with wandb.init(**settings, group=group, job_type="summary", name=f"{group}-summary", dir=str(Path(folder).resolve()),
-                    mode="offline" if init.get("offline") else None, config={IDENTITY: ident}) as run:
+    with wandb.init(**settings, group=group, job_type="summary", name=f"{group}-summary",
+                    dir=str(Path(folder).resolve()), mode="offline" if init.get("offline") else None,
+                    config={IDENTITY: ident}) as run:
         mean_columns = list(means[0]) if means else ["experiment", "density", "test_acc_mean", "test_acc_std", "seeds"]
         table = wandb.Table(columns=mean_columns, data=[[m[c] for c in mean_columns] for m in means])
+        results_table = wandb.Table(columns=list(columns), data=[[r.get(c) for c in columns] for r in results])
         payload: dict[str, Any] = {
-            "comparison/results": wandb.Table(columns=list(columns), data=[[r.get(c) for c in columns] for r in results]),
+            "comparison/results": results_table,
             # the chart's data are its table, stored once under "comparison/test_acc_vs_density_table"
             "comparison/test_acc_vs_density": wandb.plot.line(table, "density", "test_acc_mean", stroke="experiment",
                                                               title="test accuracy (mean over seeds) against density")}

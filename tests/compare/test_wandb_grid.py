@@ -16,8 +16,8 @@ pytest.importorskip("wandb")
 
 BASE = ROOT / "configs" / "lenet300_fashion_imp_wandb.yaml"
 SHORT = ["--ticket.epochs_per_round", "1", "--trainer.limit_train_batches", "8", "--trainer.limit_val_batches", "2"]
-IDENTITY = {"experiment", "kind", "pruner", "seed", "target_density", "source_ticket", "ticket_artifact", "name", "group",
-            "job_type"}
+IDENTITY = {"experiment", "kind", "pruner", "seed", "target_density", "source_ticket", "ticket_artifact", "name",
+            "group", "job_type"}
 
 
 @pytest.fixture
@@ -47,7 +47,8 @@ def test_every_cell_is_its_own_wandb_run_named_for_it_with_the_summary_run_and_t
     runs = offline_runs(tmp_path)
     # one run per cell (they used to share one), each finished, in the comparison's group, typed by the cell's kind
     assert sorted((r.name, r.job_type) for r in runs) == sorted([
-        *((f"imp-magnitude-seed{s}", "imp") for s in (0, 1)), *((f"imp_shuffled-round1-seed{s}", "shuffle") for s in (0, 1)),
+        *((f"imp-magnitude-seed{s}", "imp") for s in (0, 1)),
+        *((f"imp_shuffled-round1-seed{s}", "shuffle") for s in (0, 1)),
         *((f"random-d{density}-seed{s}", "pai") for s in (0, 1)), ("cmp-summary", "summary")])
     assert {r.group for r in runs} == {"cmp"} and {r.exit_code for r in runs} == {0}
     cells = [r for r in runs if r.job_type != "summary"]
@@ -83,7 +84,8 @@ def test_every_cell_is_its_own_wandb_run_named_for_it_with_the_summary_run_and_t
     (summary,) = [r for r in runs if r.job_type == "summary"]
     (row,) = summary.history
     assert row["comparison/results"]["nrows"] == len(results)
-    assert row["comparison/test_acc_vs_density_table"]["nrows"] == len({(r["experiment"], r["density"]) for r in results})
+    points = {(r["experiment"], r["density"]) for r in results}
+    assert row["comparison/test_acc_vs_density_table"]["nrows"] == len(points)
     assert row["comparison/plot"]["_type"] == "image-file"
     # all of a cell in its own folder: W&B files, checkpoints, tickets; nothing in the base config's W&B folder
     for key in {r["cell"] for r in results}:

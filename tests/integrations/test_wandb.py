@@ -12,8 +12,8 @@ from wandb_records import offline_runs, offline_wandb
 
 pytest.importorskip("wandb")
 
-TICKET_METADATA = {"round", "density", "layer_densities", "pruner", "rewind", "scope", "prune_fraction", "steps", "seed",
-                   "metrics"}
+TICKET_METADATA = {"round", "density", "layer_densities", "pruner", "rewind", "scope", "prune_fraction", "steps",
+                   "seed", "metrics"}
 
 
 class WithTest(Module):
@@ -50,7 +50,8 @@ def tables(run):
 def test_offline_wandb_run_has_metrics_tables_and_ticket_artifacts(tmp_path, monkeypatch):
     offline_wandb(monkeypatch, tmp_path)
     pl.seed_everything(0)
-    logger = WandbLogger(project="lottery-test", save_dir=str(tmp_path), offline=True, group="lenet-imp", job_type="imp")
+    logger = WandbLogger(project="lottery-test", save_dir=str(tmp_path), offline=True, group="lenet-imp",
+                         job_type="imp")
     cb = LotteryTicket(rounds=2, epochs_per_round=1, dirpath=str(tmp_path / "tickets"))
     trainer(tmp_path, [cb], logger=logger).fit(WithTest(scheduler=None))
     logger.experiment.finish()
@@ -71,7 +72,8 @@ def test_offline_wandb_run_has_metrics_tables_and_ticket_artifacts(tmp_path, mon
     layer_file = run.folder / "files" / summary["lottery/layer_densities"]["path"]
     layers = json.loads(layer_file.read_text())
     assert layers["columns"] == ["round", "layer", "weights", "kept", "density"]
-    assert sorted({(r[0], r[1]) for r in layers["data"]}) == [(r, f"net.fc{i}.weight") for r in range(3) for i in (1, 2, 3)]
+    expected = [(r, f"net.fc{i}.weight") for r in range(3) for i in (1, 2, 3)]
+    assert sorted({(r[0], r[1]) for r in layers["data"]}) == expected
     # the tickets: versions of one artifact (the run's group names the experiment, the seed its lineage)
     tickets = run.logged("ticket")
     assert {a.name for a in tickets} == {"ticket-lenet-imp-seed0"} and not run.used("ticket")
@@ -194,7 +196,8 @@ def test_the_identity_of_a_run_comes_from_run_arguments_then_the_logger_then_the
     ident = identity(config)
     assert (ident["name"], ident["group"], ident["job_type"]) == ("snip-d0.0512-seed4", "cmp", "pai")
     assert ident["ticket_artifact"] == "ticket-snip-d0.0512-seed4" and ident["target_density"] == 0.0512
-    shuffled = identity({"seed_everything": 1, "run": {"experiment": "imp_shuffled", "source": "ticket-imp-seed1:round-3"},
+    source = {"experiment": "imp_shuffled", "source": "ticket-imp-seed1:round-3"}
+    shuffled = identity({"seed_everything": 1, "run": source,
                          "ticket": {"pruner": "magnitude", "epochs_per_round": 0, "from_ticket": "t.safetensors",
                                     "sanity": "shuffle"}})
     assert (shuffled["name"], shuffled["kind"], shuffled["pruner"]) == ("imp_shuffled-round3-seed1", "shuffle", None)
