@@ -21,6 +21,7 @@ from lottery.experiment import GROUP, RUN
 from lottery.integrations import wandb as wandb_integration
 from lottery.layout import RunLayout
 from lottery.sanity import VARIANTS
+from lottery.sparse_training import METHODS
 
 CELLS = "cells"  # the comparison's folder holds one folder per cell, named by the cell's key
 DONE = "done.json"  # left in a cell's folder when it finished: its result rows
@@ -131,12 +132,20 @@ def _phase_two_cell(e: dict[str, Any], seed: int, epochs: int, row: dict[str, st
     experiment `imp_name`)."""
     from lottery.pruning import get
 
-    common = [*ticket_args(epochs_per_round=0, seed=seed), "--trainer.max_epochs", str(epochs), *e.get("args", [])]
+    # one IMP round's epochs (sparse training: `budget` rounds'); the experiment's own args last, so they win
+    budget = float(e.get("budget", 1)) if e["kind"] in METHODS else 1.0
+    common = [*ticket_args(epochs_per_round=0, seed=seed), "--trainer.max_epochs", str(max(1, round(epochs * budget))),
+              *e.get("args", [])]
     if e["kind"] == "pai":
         steps = int(e.get("steps", get(e["pruner"]).default_rounds))
         return Cell(e["name"], "pai", seed, [
             *ticket_args(pruner=e["pruner"], density=row["density"], prune_fraction=None, rounds=steps,
                          scope="global", fractions=None, rewind="init"), *common])
+    if e["kind"] in METHODS:  # trained for `budget` IMP rounds' epochs, updating its masks as it goes
+        method = METHODS[e["kind"]]  # by class path, so an experiment's args may set --ticket.sparse_training.every
+        return Cell(e["name"], e["kind"], seed, [
+            *ticket_args(sparse_training=f"{method.__module__}.{method.__qualname__}", density=row["density"],
+                         prune_fraction=None, rounds=None, fractions=None, rewind="init"), *common])
     if e["kind"] not in VARIANTS:
         raise ValueError(f"experiment {e['name']!r}: kind {e['kind']!r} has no phase-two cells")
     path = str(imp.ticket(int(row["round"])))  # named as the callback saves them

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from lottery.compare import remote
+from lottery.callback.lottery_ticket import DEFAULT_ROUNDS
 from lottery.compare.cells import CELLS, DONE, Cell, callback_parameters, fit_args, ticket_flag
 from lottery.compare.results import cell_rows
 from lottery.compare.spec import Spec
@@ -81,18 +82,25 @@ def clear_results(layout: RunLayout) -> None:
 
 
 def expected_pruning_rounds(folder: Path, base: str, args: list[str]) -> int:
-    """The cell's `ticket.rounds`: from the config.yaml its newest run saved, else from its arguments and base config."""
-    for run in versions(folder / "lightning_logs"):
-        saved = run / SAVED_CONFIG
+    """The cell's `ticket.rounds` (IMP rounds; unset: the callback's default): from the config.yaml its newest run
+    saved (a logger's version_N, or a W&B run's folder), else from its arguments and base config."""
+    saved_configs = [*(run / SAVED_CONFIG for run in versions(folder / "lightning_logs")),
+                     *sorted(folder.glob(f"*/*/{SAVED_CONFIG}"), key=lambda p: p.stat().st_mtime, reverse=True)]
+    for saved in saved_configs:
         if saved.is_file():
-            rounds = ((yaml.safe_load(saved.read_text()) or {}).get(GROUP) or {}).get("rounds")
-            if rounds is not None:
-                return int(rounds)
+            ticket = (yaml.safe_load(saved.read_text()) or {}).get(GROUP) or {}
+            if "rounds" in ticket:
+                return _imp_rounds(ticket["rounds"])
     flag = ticket_flag("rounds")
     if flag in args:
-        return int(args[len(args) - 1 - args[::-1].index(flag) + 1])  # the last one given wins
+        return _imp_rounds(args[len(args) - 1 - args[::-1].index(flag) + 1])  # the last one given wins
     ticket = (yaml.safe_load(Path(base).read_text()) or {}).get(GROUP) or {}
-    return int(ticket.get("rounds", callback_parameters()["rounds"].default))
+    return _imp_rounds(ticket.get("rounds"))
+
+
+def _imp_rounds(value: Any) -> int:
+    """IMP rounds from a config value or argument (null: the callback's default)."""
+    return DEFAULT_ROUNDS if value is None or str(value).lower() in ("null", "none", "~") else int(value)
 
 
 def check_rounds(folder: Path, layout: RunLayout, kind: str, rounds: int) -> None:

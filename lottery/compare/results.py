@@ -11,7 +11,7 @@ from lottery.plots import density_axis, pyplot
 
 PLOT = "comparison.png"  # beside results.csv
 RESULT_COLUMNS = ["experiment", "pruner", "seed", "round", "density", "val_acc", "val_acc_at_best", "test_acc",
-                  "test_acc_at_best", "best_step", "wall_time_s", "cell"]
+                  "test_acc_at_best", "best_step", "steps", "wall_time_s", "cell"]  # steps and wall time: the cost
 
 
 def cell_rows(experiment: str, kind: str, seed: int, rounds: list[dict[str, str]], wall: float,
@@ -22,7 +22,7 @@ def cell_rows(experiment: str, kind: str, seed: int, rounds: list[dict[str, str]
         if kind != "imp" and r["round"] == "0":
             continue
         rows.append({"experiment": experiment, "pruner": r["pruner"], "seed": seed, "round": int(r["round"]),
-                     "density": float(r["density"]), **{c: r.get(c, "") for c in RESULT_COLUMNS[5:10]},
+                     "density": float(r["density"]), **{c: r.get(c, "") for c in RESULT_COLUMNS[5:11]},
                      "wall_time_s": round(wall, 2), "cell": key})
     return rows
 

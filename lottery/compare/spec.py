@@ -10,9 +10,12 @@ from typing import Any
 import yaml
 
 from lottery.sanity import VARIANTS
+from lottery.sparse_training import METHODS
 
-# IMP, pruning at initialization, and every registered sanity variant of the IMP tickets (lottery.sanity.VARIANTS)
-KINDS = ("imp", "pai", *VARIANTS)
+# IMP, pruning at initialization, sparse training during training (lottery.sparse_training.METHODS: gmp, set, rigl)
+# at the IMP densities, and every registered sanity variant of the IMP tickets (lottery.sanity.VARIANTS)
+SPARSE_TRAINING = tuple(METHODS)
+KINDS = ("imp", "pai", *SPARSE_TRAINING, *VARIANTS)
 
 
 @dataclass
@@ -46,6 +49,13 @@ class Spec:
                 raise ValueError(f"{path}: each experiment needs a name and a kind in {KINDS}; got {e}")
             if e["kind"] == "pai" and "pruner" not in e:
                 raise ValueError(f"{path}: experiment {e['name']!r} (kind pai) needs a pruner")
+            budget = e.get("budget", 1)
+            if e["kind"] in SPARSE_TRAINING and not (isinstance(budget, (int, float)) and not isinstance(budget, bool)
+                                                      and budget > 0 and float(budget * 1000).is_integer()):
+                raise ValueError(f"{path}: experiment {e['name']!r}: budget is the training of a {e['kind']} cell in "
+                                 f"IMP rounds (1: one round's epochs, 2: two rounds'), a positive number; got {budget!r}")
+            if "budget" in e and e["kind"] not in SPARSE_TRAINING:
+                raise ValueError(f"{path}: experiment {e['name']!r}: budget applies to kinds {SPARSE_TRAINING} only")
             rounds = e.get("rounds")
             if rounds is not None and (not isinstance(rounds, list) or not all(isinstance(r, int) and r >= 1 for r in rounds)):
                 raise ValueError(f"{path}: experiment {e['name']!r}: rounds must be a list of IMP rounds >= 1 (the "
