@@ -24,7 +24,7 @@ import yaml
 
 from lottery.compare import remote
 from lottery.callback.lottery_ticket import DEFAULT_ROUNDS
-from lottery.compare.cells import CELLS, DONE, Cell, callback_parameters, fit_args, ticket_flag
+from lottery.compare.cells import CELLS, DONE, Cell, fit_args, ticket_flag
 from lottery.compare.results import cell_rows
 from lottery.compare.spec import Spec
 from lottery.experiment import GROUP, fit

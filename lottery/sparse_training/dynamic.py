@@ -5,7 +5,6 @@ inactive ones enter. They differ only in what the entering weights are chosen by
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn

@@ -6,9 +6,7 @@ import yaml
 from grid_helpers import ROOT
 from lottery import compare
 from lottery.compare import Spec
-from lottery.compare.cells import phase_two
 from lottery.files import read_csv
-from lottery.layout import RunLayout
 from lottery.ticket import Ticket
 
 

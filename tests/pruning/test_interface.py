@@ -1,5 +1,3 @@
-import torch
-
 from helpers import MLP
 from lottery import prune
 from lottery.plan import Plan
