@@ -359,7 +359,19 @@ def write(dense: dict[str, Any], g: dict[str, Any], coll: dict[str, Any], docs: 
         f"Raw per-cell results: `{g['out']}/results.csv` (regenerated with the grid).",
         "",
     ]
-    return atomic_write_text(docs / "results.md", "\n".join(lines))
+    text = keep_sections("\n".join(lines), docs)
+    return atomic_write_text(docs / "results.md", text)
+
+
+def keep_sections(text: str, docs: Path) -> str:
+    """`text` with the sparse-training section of the current docs/results.md (benchmarks/sparse_results.py) kept."""
+    from sparse_results import BEGIN, END, replace_section
+
+    old = docs / "results.md"
+    before = old.read_text() if old.is_file() else ""
+    if BEGIN in before and END in before:
+        return replace_section(text, before[before.index(BEGIN):before.index(END) + len(END)])
+    return text
 
 
 def main() -> None:
