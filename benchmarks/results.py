@@ -73,11 +73,11 @@ def dense_reference(out: Path) -> dict[str, Any]:
     return result
 
 
-def grid(workers: int) -> dict[str, Any]:
-    """Part 2: the comparison grid (cells already trained are read back); its rows and timings."""
-    spec = Spec.load(ROOT / GRID)
+def grid(workers: int, path: str = GRID) -> dict[str, Any]:
+    """Part 2: the comparison grid `path` (cells already trained are read back); its rows and timings."""
+    spec = Spec.load(ROOT / path)
     out = ROOT / spec.out
-    lottery("compare", "--config", GRID, "--workers", str(workers))
+    lottery("compare", "--config", path, "--workers", str(workers))
     rows = read_csv(out / "results.csv")
     cells: dict[str, tuple[str, float, float]] = {}  # key: experiment, wall seconds, finish time
     for r in rows:

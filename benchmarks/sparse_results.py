@@ -20,9 +20,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from lottery.compare import Spec, summarize  # noqa: E402
-from lottery.files import atomic_write_text, read_csv  # noqa: E402
-from results import TOLERANCE, lottery, pct, pm  # noqa: E402
+from lottery.compare import summarize  # noqa: E402
+from lottery.files import atomic_write_text  # noqa: E402
+from results import TOLERANCE, grid, pct, pm  # noqa: E402
 
 GRID = "configs/compare_lenet300_fashion_sparse.yaml"
 BEGIN = "<!-- sparse training: written by benchmarks/sparse_results.py -->"
@@ -130,7 +130,8 @@ def section(rows: list[dict[str, Any]], elapsed_s: float | None = None) -> str:
                              f"| {wall:,.0f} |")
     lines += ["", *[p + "\n" for p in claims(acc, densities, costs)]]
     if elapsed_s is not None:
-        lines.append(f"The grid took {elapsed_s / 60:.0f} min on this machine (2 worker processes of 1 thread).\n")
+        lines.append(f"The grid took {elapsed_s / 60:.0f} min on this machine from the first cell's start to the last "
+                     "cell's end (2 worker processes of 1 thread, other jobs running meanwhile).\n")
     lines.append(END)
     return "\n".join(lines)
 
@@ -145,12 +146,10 @@ def replace_section(text: str, new: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="grid worker processes")
-    parser.add_argument("--no-run", action="store_true", help="only rewrite the section from the grid's results.csv")
     args = parser.parse_args()
-    elapsed = None if args.no_run else lottery("compare", "--config", GRID, "--workers", str(args.workers))
-    rows = read_csv(ROOT / Spec.load(ROOT / GRID).out / "results.csv")
+    g = grid(args.workers, GRID)  # trains what is missing, reads back the rest
     doc = ROOT / "docs" / "results.md"
-    atomic_write_text(doc, replace_section(doc.read_text(), section(rows, elapsed)))
+    atomic_write_text(doc, replace_section(doc.read_text(), section(g["rows"], g["elapsed_s"])))
     print(f"wrote the sparse-training section of {doc}")
 
 
