@@ -90,7 +90,7 @@ def claims(acc: dict[str, dict], densities: list[float], costs: dict[str, dict])
 
     near = [d for d in densities if acc["set"][d][0] >= dense - TOLERANCE]
     out.append(
-        f"**SET reaches the dense network's accuracy with a fraction of the weights (Mocanu et al. 2018, MLPs).** "
+        "**SET reaches the dense network's accuracy with a fraction of the weights (Mocanu et al. 2018, MLPs).** "
         + verdict(len(near), len(densities))
         + f"Dense: {dense:.2f}%; SET is within {TOLERANCE} pp of it at {len(near)} of {len(densities)} densities, "
         f"down to {pct(min(near)) if near else 'none'}; at {pct(densities[-1])} it reaches "
