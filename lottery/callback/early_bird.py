@@ -10,6 +10,7 @@ the same test is applied here to the masks of the run's own pruner and scope.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,10 +34,20 @@ class EarlyBird:
         self.previous: dict[str, Tensor] | None = None
         self.distances: list[float] = []
         self.fired_at: int | None = None  # epochs the round had trained when it was ended early
+        self.seconds, self._since = 0.0, None  # the round's wall time (the saving is reported per round)
 
     def reset(self) -> None:
-        """A new round: no earlier mask to compare with."""
+        """A new round: no earlier mask to compare with, its clock at zero."""
         self.previous, self.distances, self.fired_at = None, [], None
+        self.seconds, self._since = 0.0, time.perf_counter()
+
+    def start_clock(self) -> None:
+        """Training (re)starts: the round's wall time runs from here (on top of what a checkpoint recorded)."""
+        self._since = time.perf_counter()
+
+    def elapsed(self) -> float:
+        """Wall seconds the current round has trained (in this process and before its checkpoint)."""
+        return self.seconds + (0.0 if self._since is None else time.perf_counter() - self._since)
 
     def observe(self, masks: Mapping[str, Tensor]) -> float | None:
         """Record this epoch's would-be mask; its distance to the previous epoch's (None for the round's first)."""
@@ -58,7 +69,8 @@ class EarlyBird:
         """Checkpoint values (bit-packed mask)."""
         previous = None if self.previous is None else {
             "bits": packed(self.previous), "shapes": {n: tuple(m.shape) for n, m in self.previous.items()}}
-        return {"early_bird": {"previous": previous, "distances": list(self.distances), "fired_at": self.fired_at}}
+        return {"early_bird": {"previous": previous, "distances": list(self.distances), "fired_at": self.fired_at,
+                               "seconds": self.elapsed()}}
 
     def load(self, state: Mapping[str, Any]) -> None:
         """Inverse of `state` (a checkpoint from before early-bird: nothing recorded)."""
@@ -68,3 +80,4 @@ class EarlyBird:
             n: unpack_bits(b, previous["shapes"][n]) for n, b in previous["bits"].items()}
         self.distances = list(saved.get("distances", []))
         self.fired_at = saved.get("fired_at")
+        self.seconds, self._since = float(saved.get("seconds", 0.0)), None

@@ -98,7 +98,8 @@ class LotteryTicket(Callback):
             ``"erk"`` (each layer keeps its exact share of `density`; default for SET "er", for RigL "erk").
         early_bird: end an IMP round once the mask the next pruning would give has changed by less than this
             normalised Hamming distance (You et al. 2020 used 0.1) for `early_bird_epochs` epochs in a row; the
-            epochs it trained are recorded as ``early_bird_epochs`` in the round's metrics (NaN: ran its length).
+            epochs it trained are recorded as ``early_bird_epochs`` in the round's metrics (NaN: ran its length),
+            its wall time as ``round_wall_s``.
 
     Pruning at initialization: with ``epochs_per_round=0`` the callback runs `rounds` scoring steps (the
     exponential schedule d^(k/rounds)) before the first training step, data-driven pruners drawing their
@@ -237,6 +238,8 @@ class LotteryTicket(Callback):
         self.clock.start(trainer, None if math.isinf(batches) else math.ceil(batches / trainer.accumulate_grad_batches))
         self.clock.check_schedulers(trainer)
         self.output.open(trainer, self.tickets)
+        if self.early_bird is not None:
+            self.early_bird.start_clock()
         if self.epochs_per_round == 0 and self.run.round == 0:
             self._start_sparse(trainer, pl_module)
 
@@ -369,6 +372,7 @@ class LotteryTicket(Callback):
         if self.early_bird is not None:  # epochs trained when the round was ended early, NaN when it ran its length
             fired = self.early_bird.fired_at
             meta["metrics"]["early_bird_epochs"] = float("nan") if fired is None else float(fired)
+            meta["metrics"]["round_wall_s"] = self.early_bird.elapsed()
         if self.metrics.best is None:
             self.metrics.warn_unmeasured(trainer, self.run.round, self.epochs_per_round)
         ticket = Ticket({n: m.cpu() for n, m in self.live.masks.items()}, self.run.ticket_weights(), meta)
