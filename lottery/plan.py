@@ -21,6 +21,7 @@ from lottery.sparsity import (
 )
 from lottery.sparsity.distribution import layer_counts
 from lottery.sparsity.schedule import Toward
+from lottery.sparsity.structure import NM
 from lottery.sparsity.targets import aliases, emptied_norms, scoring
 from lottery.ticket import Ticket
 
@@ -61,6 +62,7 @@ class Plan:
         fractions: Mapping[str, float] | None = None,
         exclude: Iterable[str] = (),
         include: Iterable[str] = (),
+        structure: str | NM | None = None,
     ) -> None:
         check_scope(scope)
         params = dict(model.named_parameters())
@@ -70,6 +72,11 @@ class Plan:
         self.schedule = Geometric(prune_fraction) if isinstance(prune_fraction, (int, float)) else prune_fraction
         self.layer_schedules: dict[str, DensitySchedule] = {n: Geometric(f) for n, f in self.fractions.items()}
         self.scope = scope
+        self.structure = None if structure is None else NM.parse(structure)  # N:M blocks (lottery.sparsity.structure)
+        if self.structure is not None:
+            shapes = {n: tuple(p.shape) for n, p in model.named_parameters(remove_duplicate=False)}
+            for n in self.names:
+                self.structure.check(n, shapes[n])
 
     def rescheduled(self, schedule: DensitySchedule) -> Plan:
         """This plan with every group (layers named in `fractions` too) on `schedule` (gradual pruning's cubic one)."""
@@ -137,8 +144,14 @@ class Plan:
                            f"{', '.join(missing)}: a pruner scores every prunable parameter of the plan (include= ones "
                            "too), those of `self.prunable_parameters(model)`.")
         kept = groups(self.sizes, round, self.schedule, self.layer_schedules, self.scope)
+        competing, revive = masks, pruner.revives
+        if self.structure is not None:  # only each block's N best survivors compete, at most N/M of the layers kept
+            competing = {n: self.structure.candidates(scores[n], torch.ones_like(masks[n]) if revive else masks[n])
+                         for n in self.names}
+            kept = [(names, min(k, sum(int(competing[n].sum()) for n in names))) for names, k in kept]
+            revive, survivors = False, None
         try:
-            new = select(scores, masks, kept, revive=pruner.revives, survivors=survivors)
+            new = select(scores, competing, kept, revive=revive, survivors=survivors)
         except NaNScoresError:
             bad = [n for n in self.names if n in scores and bool(torch.isnan(scores[n]).any())]
             raise NaNScoresError(
@@ -174,12 +187,14 @@ def prune(
     invert: bool = False,
     loss_fn: LossFn | None = None,
     distribution: str | None = None,
+    structure: str | None = None,
 ) -> Ticket:
     """Score and select `rounds` times without training and return the ticket; `model` comes back unchanged.
 
     The data-driven pruners score the cross-entropy of forward(inputs) on (inputs, labels) batches, or
     `loss_fn(module, batch) -> loss` (the mean over the batch's examples) on batches of any structure.
-    `distribution` ("uniform", "er", "erk") gives each layer its exact share of `density` instead of `scope`.
+    `distribution` ("uniform", "er", "erk") gives each layer its exact share of `density` instead of `scope`;
+    `structure` ("2:4", any "N:M") keeps at most N of every M consecutive weights along the input dimension.
     """
     check_amount(prune_fraction, density, required=True)
     pr = get(pruner)
@@ -192,7 +207,7 @@ def prune(
         raise ValueError(f"pruner {pr.name!r} scores with data: pass batches= (an iterable of (inputs, targets), "
                          "or of any batches together with loss_fn=(module, batch) -> loss)")
     p = per_round_fraction(prune_fraction, density, rounds)
-    plan = Plan(model, p, scope, fractions, exclude, include)
+    plan = Plan(model, p, scope, fractions, exclude, include, structure=structure)
     if distribution is not None:
         if density is None or fractions:
             raise ValueError("distribution= spreads density= over the layers: pass density=, and no fractions=")
@@ -204,7 +219,8 @@ def prune(
     for n, m in masks.items():
         weights[n] = weights[n] * m.to(weights[n].device)
     meta = {"round": 1, "steps": rounds, "pruner": pr.name, "scope": scope, "rewind": "init",
-            "prune_fraction": p, "seed": seed, **({"distribution": distribution} if distribution else {})}
+            "prune_fraction": p, "seed": seed, **({"distribution": distribution} if distribution else {}),
+            **({"structure": str(plan.structure)} if plan.structure else {})}
     ticket = Ticket(masks, weights, meta)
     ticket.metadata["density"] = ticket.density
     return ticket

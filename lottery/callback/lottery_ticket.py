@@ -36,6 +36,7 @@ from lottery.pruning import Pruner, get
 from lottery.pruning.inverted import Inverted
 from lottery.sparse_training import SparseTraining, with_distribution as sparse_training_method
 from lottery.sparsity import per_round_fraction, preserves_zeros, summary
+from lottery.sparsity.structure import NM
 from lottery.ticket import Ticket
 
 DEFAULT_ROUNDS = 10  # IMP rounds after the dense round 0 when `rounds` is not given
@@ -100,6 +101,9 @@ class LotteryTicket(Callback):
             normalised Hamming distance (You et al. 2020 used 0.1) for `early_bird_epochs` epochs in a row; the
             epochs it trained are recorded as ``early_bird_epochs`` in the round's metrics (NaN: ran its length),
             its wall time as ``round_wall_s``.
+        structure: ``"2:4"`` or any ``"N:M"``: at most N of every M consecutive weights along a layer's input
+            dimension survive (every pruner, IMP, pruning at init, GMP); a density at or above N/M gives an exact
+            N:M mask, lower ones keep fewer among its survivors (`lottery.sparsity.structure`).
 
     Pruning at initialization: with ``epochs_per_round=0`` the callback runs `rounds` scoring steps (the
     exponential schedule d^(k/rounds)) before the first training step, data-driven pruners drawing their
@@ -150,6 +154,7 @@ class LotteryTicket(Callback):
         distribution: str | None = None,
         early_bird: float | None = None,
         early_bird_epochs: int = 5,
+        structure: str | None = None,
     ) -> None:
         super().__init__()
         if ticket is not None:
@@ -185,6 +190,11 @@ class LotteryTicket(Callback):
         if early_bird is not None and epochs_per_round == 0:
             raise ValueError("early_bird= ends IMP rounds early; it needs training rounds (epochs_per_round > 0)")
         self.early_bird = None if early_bird is None else EarlyBird(early_bird, early_bird_epochs)
+        self.structure = None if structure is None else NM.parse(structure)  # bad text fails here
+        if self.structure is not None and self.sparse_training is not None and self.sparse_training.fixed_density:
+            raise ValueError(f"structure={structure!r} with sparse_training={self.sparse_training.name!r}: dynamic "
+                             "sparse training grows weights anywhere, which would break the N:M blocks; use it with "
+                             "IMP, pruning at initialization or sparse_training='gmp'")
         self.tickets: list[Ticket] = []  # one per round closed, round 0 included
         self.metrics = RoundMetrics(monitor, mode)
         self.output = RunOutput(dirpath, monitor)
@@ -208,12 +218,17 @@ class LotteryTicket(Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        self._plan = Plan(pl_module, self.prune_fraction, self.scope, self.fractions, self.exclude, include=self.include)
+        self._plan = Plan(pl_module, self.prune_fraction, self.scope, self.fractions, self.exclude, include=self.include,
+                          structure=self.structure)
         if self.distribution is not None and self.sparse_training is None:  # pruning at init to layer shares
             shapes = {n: tuple(p.shape) for n, p in pl_module.named_parameters(remove_duplicate=False)}
             self._plan = self._plan.distributed(shapes, self.density, self.distribution, self.rounds)
         self._loss = loss.resolve(self.loss_fn, pl_module) if self.pruner.needs_data else None
         rank_zero_info(f"LotteryTicket: {summary(pl_module, self._plan.names)}")
+        if self.structure is not None:  # what the sparse kernels make of each layer, said before any work
+            params = dict(pl_module.named_parameters(remove_duplicate=False))
+            rank_zero_info("LotteryTicket: structure " + str(self.structure) + "; " + "; ".join(
+                f"{n}: {self.structure.kernel_note(tuple(params[n].shape))}" for n in self._plan.names))
         if self.run.base_seed is None:
             self.run.base_seed = self.seed if self.seed is not None else torch.initial_seed()
         if self.epochs_per_round > 0:
@@ -369,6 +384,8 @@ class LotteryTicket(Callback):
             meta["sparse_training"] = {**self.sparse_training.describe(), "target_density": self.density}
         if self.distribution is not None:
             meta["distribution"] = self.distribution
+        if self.structure is not None:
+            meta["structure"] = str(self.structure)
         if self.early_bird is not None:  # epochs trained when the round was ended early, NaN when it ran its length
             fired = self.early_bird.fired_at
             meta["metrics"]["early_bird_epochs"] = float("nan") if fired is None else float(fired)
