@@ -14,7 +14,7 @@ LAYERS = [
     ["lottery.sparsity"],
     ["lottery.pruning"],
     ["lottery.plan"],
-    ["lottery.sparse_training"],
+    ["lottery.sparse_training", "lottery.export"],
     ["lottery.models"],
     ["lottery.sanity"],
     ["lottery.report"],
