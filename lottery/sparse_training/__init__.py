@@ -5,6 +5,7 @@ Each method is a `SparseTraining` object the callback calls on its update steps;
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from lottery.sparse_training.base import SparseTraining
@@ -18,6 +19,12 @@ def get(method: str | SparseTraining, **kwargs: Any) -> SparseTraining:
     """A method from its name (gmp, set, rigl) or the instance itself."""
     if isinstance(method, SparseTraining):
         return method
+    if isinstance(method, str) and "." in method:  # a class path, as a config file or a comparison cell names it
+        module, _, name = method.rpartition(".")
+        cls = getattr(importlib.import_module(module), name, None)
+        if not (isinstance(cls, type) and issubclass(cls, SparseTraining)):
+            raise ValueError(f"{method!r} names no lottery.sparse_training.SparseTraining subclass")
+        return cls(**kwargs)
     if method not in METHODS:
         raise ValueError(f"unknown sparse training method {method!r}; choose one of {', '.join(METHODS)} "
                          "(or pass a lottery.sparse_training.SparseTraining instance)")
@@ -33,8 +40,9 @@ def with_distribution(method: str | SparseTraining, distribution: str | None) ->
             raise ValueError(f"the {method.name} instance starts from {method.distribution} layer densities, but "
                              f"distribution={distribution!r} was given too: give one of them")
         return method
-    if method not in METHODS or not issubclass(METHODS[method], DynamicSparse):
-        return get(method)  # unknown names fail there; GMP with a distribution is refused by the argument checks
+    cls = type(get(method))  # unknown names and class paths fail here
+    if not issubclass(cls, DynamicSparse):
+        return get(method)  # GMP with a distribution is refused by the argument checks
     return get(method, distribution=distribution)
 
 

@@ -196,3 +196,15 @@ def test_gradual_pruning_seeks_its_early_stopping_iteration_only_at_its_density(
     cb, _, _ = run(tmp_path, method, lr=0.0, mode="max")
     assert method.last_update(18) == 9
     assert cb.tickets[-1].metrics["best_step"] in (12, 18)
+
+
+def test_a_method_named_by_class_path_alone():
+    from lottery.sparse_training import get
+
+    assert isinstance(LotteryTicket(sparse_training="lottery.sparse_training.gradual.Gradual", density=0.1,
+                                    epochs_per_round=0).sparse_training, Gradual)
+    method = LotteryTicket(sparse_training="lottery.sparse_training.RigL", density=0.1, epochs_per_round=0,
+                           distribution="er").sparse_training
+    assert isinstance(method, RigL) and method.distribution == "er"
+    with pytest.raises(ValueError, match="names no lottery.sparse_training.SparseTraining subclass"):
+        get("torch.nn.Linear")

@@ -7,6 +7,7 @@ import yaml
 from grid_helpers import ROOT
 from lottery import LotteryTicket, compare
 from lottery.sanity import VARIANTS
+from lottery.sparse_training import METHODS
 
 
 def test_experiments_can_pick_imp_rounds(tmp_path):
@@ -48,7 +49,8 @@ def grid_of_every_kind(tmp_path, args=()):
 
 def test_cell_arguments_name_only_callback_parameters(tmp_path):
     spec, imp = grid_of_every_kind(tmp_path, ["--ticket.epochs_per_round", "3"])
-    assert set(compare.KINDS) == {"imp", "pai", *VARIANTS}  # every registered sanity variant is a kind
+    # every sparse-training method and every registered sanity variant is a kind
+    assert set(compare.KINDS) == {"imp", "pai", *METHODS, *VARIANTS}
     cells = [*compare.phase_one(spec), *compare.phase_two(spec, imp)]
     assert {c.kind for c in cells} == set(compare.KINDS)
     parameters = set(inspect.signature(LotteryTicket.__init__).parameters) - {"self"}
