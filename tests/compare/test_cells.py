@@ -41,7 +41,7 @@ def grid_of_every_kind(tmp_path, args=()):
     folder.mkdir()
     (folder / "rounds.csv").write_text("round,density\n0,1.0\n1,0.8\n2,0.64\n")
     experiments = [{"name": "imp", "kind": "imp"}, {"name": "random", "kind": "pai", "pruner": "random"},
-                   *({"name": f"imp_{v}", "kind": v} for v in VARIANTS)]
+                   *({"name": f"imp_{v}", "kind": v} for v in VARIANTS), *({"name": m, "kind": m} for m in METHODS)]
     spec = compare.Spec(base=str(ROOT / "configs" / "lenet300_fashion_imp.yaml"), seeds=[0, 1],
                         experiments=experiments, out=str(tmp_path / "out"), args=list(args))
     return spec, {("imp", 0): folder, ("imp", 1): folder}
