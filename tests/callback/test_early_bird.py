@@ -56,8 +56,8 @@ def test_a_round_whose_mask_settles_ends_early_and_the_run_is_shorter(tmp_path):
     assert math.isnan(rounds[2]["metrics"]["early_bird_epochs"])  # the last round prunes nothing after it
     assert [m["steps"] for m in rounds] == [3 * STEPS, 3 * STEPS, 6 * STEPS]
     assert t.fit_loop.max_epochs == 3 + 3 + 6 and t.current_epoch == 12
-    walls = [m["metrics"]["round_wall_s"] for m in rounds]  # the saving in time, per round: half the epochs
-    assert all(w > 0 for w in walls) and walls[0] < walls[2] and walls[1] < walls[2]
+    # each round's wall time is recorded beside its steps (not compared here: timings belong in benchmarks/)
+    assert all(m["metrics"]["round_wall_s"] > 0 for m in rounds)
 
 
 def test_a_round_whose_mask_keeps_changing_runs_its_length(tmp_path):
