@@ -94,6 +94,7 @@ def test_dynamic_sparse_training_keeps_counts_drops_and_grows_the_scheduled_numb
     assert sum(counts.values()) == round(0.2 * sum(m.numel() for m in cb.live.masks.values()))
     for step, masks, weights, momentum in spy.seen:
         assert {n: int(m.sum()) for n, m in masks.items()} == counts  # per layer, constant
+        assert all(not weights[n][~m].any() for n, m in masks.items())  # pruned weights exactly zero
     moved = 0
     for before, after, grown, u in recording.calls:
         f = method.fraction(u.step, total)
