@@ -36,6 +36,7 @@ from lottery.pruning import Pruner, get
 from lottery.pruning.inverted import Inverted
 from lottery.sparse_training import SparseTraining, with_distribution as sparse_training_method
 from lottery.sparsity import per_round_fraction, preserves_zeros, summary
+from lottery.sparsity.execution import apply_sparse
 from lottery.sparsity.structure import NM
 from lottery.ticket import Ticket
 
@@ -104,6 +105,9 @@ class LotteryTicket(Callback):
         structure: ``"2:4"`` or any ``"N:M"``: at most N of every M consecutive weights along a layer's input
             dimension survive (every pruner, IMP, pruning at init, GMP); a density at or above N/M gives an exact
             N:M mask, lower ones keep fewer among its survivors (`lottery.sparsity.structure`).
+        sparse_below: Linear layers whose density is below this run forward and both gradients on CSR kernels
+            (survivors only; results equal masked dense up to summation order), or ``"auto"``: below the crossover
+            measured for each layer's shape and batch on this device at fit start. The log says which and why.
 
     Pruning at initialization: with ``epochs_per_round=0`` the callback runs `rounds` scoring steps (the
     exponential schedule d^(k/rounds)) before the first training step, data-driven pruners drawing their
@@ -155,6 +159,7 @@ class LotteryTicket(Callback):
         early_bird: float | None = None,
         early_bird_epochs: int = 5,
         structure: str | None = None,
+        sparse_below: float | str | None = None,
     ) -> None:
         super().__init__()
         if ticket is not None:
@@ -199,10 +204,17 @@ class LotteryTicket(Callback):
         self.metrics = RoundMetrics(monitor, mode)
         self.output = RunOutput(dirpath, monitor)
         self.live = LiveMasks()
+        if sparse_below is not None:
+            if not (sparse_below == "auto" or (isinstance(sparse_below, (int, float)) and 0 < sparse_below <= 1)):
+                raise ValueError(f"sparse_below={sparse_below!r}: give a density in (0, 1] below which Linear layers run "
+                                 "on sparse kernels, or 'auto' (the crossover measured for each layer's shape)")
+            self.live.listeners.append(self._run_sparse)
+        self.sparse_below = sparse_below
         self.run = RunState(label=self.pruner.name)  # with live, metrics and tickets: all of it in state_dict()
         self._plan: Plan | None = None
         self._loss: Callable[..., Tensor] | None = None  # what data-driven pruners score with (None: their own)
         self._hooks: list[Any] = []
+        self._said: dict[str, str] | None = None  # what the layers run on (sparse or dense), as last logged
         self._rng_to_restore: dict[str, Any] | None = None
         unused = dict.fromkeys(hooks.UNUSED_BATCH_HOOKS, Callback)
         if epochs_per_round == 0:  # it only takes round 0's rewind snapshot
@@ -329,6 +341,14 @@ class LotteryTicket(Callback):
         for hook in self._hooks:
             hook.remove()
         self._hooks = []
+
+    def _run_sparse(self, pl_module: pl.LightningModule, masks: dict[str, Tensor]) -> None:
+        """New masks: Linear layers below `sparse_below` run on their survivors (lottery.sparsity.execution)."""
+        batch = getattr(pl_module.trainer.train_dataloader, "batch_size", None) or 60  # the crossover's batch
+        said = apply_sparse(pl_module, masks, self.sparse_below, batch)
+        if said and said != self._said:
+            rank_zero_info("LotteryTicket: " + "; ".join(f"{n}: {how}" for n, how in said.items()))
+        self._said = said
 
     # -- rounds ---------------------------------------------------------------------------------------
     def _watch_early_bird(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

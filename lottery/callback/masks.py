@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytorch_lightning as pl
@@ -24,6 +24,7 @@ class LiveMasks:
     def __init__(self) -> None:
         self.masks: dict[str, Tensor] | None = None
         self.masker: Masker | None = None
+        self.listeners: list[Callable[[pl.LightningModule, dict[str, Tensor]], None]] = []  # told of new masks
 
     def attach(self, module: pl.LightningModule, dense: dict[str, Tensor]) -> None:
         """Start masking `module` (with `dense` masks unless a checkpoint gave some) and zero its pruned weights."""
@@ -31,6 +32,11 @@ class LiveMasks:
             self.masks = dense
         self.masker = Masker(module, self.masks)
         self.masker.apply()
+        self._tell(module)
+
+    def _tell(self, module: pl.LightningModule) -> None:
+        for listener in self.listeners:
+            listener(module, self.masks)
 
     def install(self, trainer: pl.Trainer, module: pl.LightningModule, masks: Mapping[str, Tensor] | None,
                 like: Mapping[str, Tensor] | None = None) -> None:
@@ -42,6 +48,7 @@ class LiveMasks:
         self.masker = Masker(module, self.masks)
         self.masker.apply()
         self.mask_optimizers(trainer)
+        self._tell(module)
 
     def mask_optimizers(self, trainer: pl.Trainer) -> None:
         """Zero pruned entries of every optimizer's per-weight state."""

@@ -1,0 +1,160 @@
+"""Sparse execution of low-density Linear layers: forward, input gradient and weight gradient on survivors only.
+
+A masked Linear layer still multiplies by its whole weight. Below some density (it depends on the layer's shape and
+the machine: `crossover`), CSR kernels are cheaper: the forward is a CSR × dense product, the input gradient the
+transposed one, and the weight gradient is computed at the survivors only (`torch.sparse.sampled_addmm`), then
+scattered into the dense gradient (pruned entries exactly zero, as the masker would leave them). Parameters,
+masks and checkpoints are unchanged: only the layer's `forward` is replaced, and restored by `dense`.
+"""
+
+from __future__ import annotations
+
+import time
+import types
+import warnings
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor, nn
+
+_CROSSOVER_CACHE: dict[tuple[tuple[int, int], int, str], float] = {}
+# torch warns on every CSR tensor made that its support is beta; the sparse path makes one per step, and the tests
+# here pin its results against the dense path
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+
+
+class Pattern:
+    """The survivors of a weight as CSR index arrays, and those of its transpose (for the input gradient)."""
+
+    def __init__(self, mask: Tensor) -> None:
+        out_f, in_f = mask.shape
+        rows, cols = mask.nonzero(as_tuple=True)  # row-major: CSR order
+        self.flat = rows * in_f + cols
+        self.shape = (out_f, in_f)
+        self.crow = torch.ops.aten._convert_indices_from_coo_to_csr(rows, out_f)
+        self.col = cols
+        order = torch.argsort(cols * out_f + rows)  # the transpose's row-major order
+        self.t_perm = order
+        self.t_crow = torch.ops.aten._convert_indices_from_coo_to_csr(cols[order], in_f)
+        self.t_col = rows[order]
+        self.density = rows.numel() / mask.numel()
+
+    def csr(self, values: Tensor) -> Tensor:
+        """W as CSR with these survivor values (row-major order)."""
+        return torch.sparse_csr_tensor(self.crow, self.col, values, self.shape, check_invariants=False)
+
+    def csr_t(self, values: Tensor) -> Tensor:
+        """Wᵀ as CSR from the same survivor values."""
+        return torch.sparse_csr_tensor(self.t_crow, self.t_col, values[self.t_perm], self.shape[::-1],
+                                       check_invariants=False)
+
+
+class _SparseLinear(torch.autograd.Function):
+    """y = x Wᵀ + b with W's survivors only; gradients for x, W (at survivors, zero elsewhere) and b."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, pattern: Pattern) -> Tensor:  # noqa: D102
+        values = weight.reshape(-1)[pattern.flat]
+        y = torch.sparse.mm(pattern.csr(values), x.t()).t()
+        if bias is not None:
+            y = y + bias
+        ctx.save_for_backward(x, values)
+        ctx.pattern, ctx.has_bias = pattern, bias is not None
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y: Tensor):  # noqa: D102
+        x, values = ctx.saved_tensors
+        pattern: Pattern = ctx.pattern
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.sparse.mm(pattern.csr_t(values), grad_y.t()).t()
+        if ctx.needs_input_grad[1]:
+            zeros = torch.zeros_like(values)
+            at = torch.sparse.sampled_addmm(pattern.csr(zeros), grad_y.t().contiguous(), x, beta=0.0)
+            grad_w = torch.zeros(pattern.shape[0] * pattern.shape[1], dtype=values.dtype, device=values.device)
+            grad_w[pattern.flat] = at.values()
+            grad_w = grad_w.view(pattern.shape)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad_y.sum(0)
+        return grad_x, grad_w, grad_b, None
+
+
+def _sparse_forward(self: nn.Linear, x: Tensor) -> Tensor:
+    flat = x.reshape(-1, self.in_features)
+    y = _SparseLinear.apply(flat, self.weight, self.bias, self._lottery_pattern)
+    return y.reshape(*x.shape[:-1], self.out_features)
+
+
+def make_sparse(layer: nn.Linear, mask: Tensor) -> None:
+    """Run `layer` on the survivors of `mask` from now on (its parameters unchanged)."""
+    layer._lottery_pattern = Pattern(mask.to(layer.weight.device).bool())
+    layer.forward = types.MethodType(_sparse_forward, layer)
+
+
+def make_dense(layer: nn.Linear) -> None:
+    """Undo `make_sparse`."""
+    layer.__dict__.pop("forward", None)
+    layer.__dict__.pop("_lottery_pattern", None)
+
+
+def is_sparse(layer: nn.Module) -> bool:
+    """True when `make_sparse` set this layer to run on its survivors."""
+    return "_lottery_pattern" in layer.__dict__
+
+
+def crossover(shape: tuple[int, int], batch: int, device: torch.device | str = "cpu", repeats: int = 5) -> float:
+    """The density below which the sparse path (forward and both gradients) beats masked dense for a Linear weight
+    of `shape` at `batch` rows on `device`, measured once (adjacent pairs at a few densities) and cached."""
+    key = (tuple(shape), int(batch), str(device))
+    if key in _CROSSOVER_CACHE:
+        return _CROSSOVER_CACHE[key]
+    out_f, in_f = shape
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, in_f, generator=gen).to(device)
+    found = 0.0
+    for density in (0.3, 0.2, 0.1, 0.05, 0.02, 0.01):
+        weight = nn.Parameter(torch.randn(out_f, in_f, generator=gen).to(device))
+        mask = torch.rand(out_f, in_f, generator=gen).to(device) < density
+        pattern = Pattern(mask)
+        dense_t, sparse_t = _pair(x, weight, mask, pattern, repeats)
+        if sparse_t < dense_t:
+            found = density
+            break
+    _CROSSOVER_CACHE[key] = found
+    return found
+
+
+def _pair(x: Tensor, weight: nn.Parameter, mask: Tensor, pattern: Pattern, repeats: int) -> tuple[float, float]:
+    """Median seconds of a dense and a sparse forward+backward, measured alternately (adjacent pairs)."""
+    dense, sparse = [], []
+    masked = (weight * mask).detach().requires_grad_()
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        (x @ masked.t()).sum().backward()
+        dense.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        _SparseLinear.apply(x, weight, None, pattern).sum().backward()
+        sparse.append(time.perf_counter() - start)
+    return sorted(dense[1:])[repeats // 2], sorted(sparse[1:])[repeats // 2]
+
+
+def apply_sparse(model: nn.Module, masks: Mapping[str, Tensor], below: float | str, batch: int) -> dict[str, str]:
+    """Make each masked Linear layer of `model` sparse when its density is below `below` (a number, or "auto": the
+    measured crossover of its shape); dense otherwise. Returns, per layer, what it runs and why."""
+    said = {}
+    for name, module in model.named_modules():
+        key = f"{name}.weight" if name else "weight"
+        if not isinstance(module, nn.Linear) or key not in masks:
+            continue
+        mask = masks[key]
+        density = float(mask.float().mean())
+        limit = crossover(tuple(mask.shape), batch, module.weight.device) if below == "auto" else float(below)
+        how = "auto crossover" if below == "auto" else "sparse_below"
+        if density < limit:
+            make_sparse(module, mask)
+            said[key] = f"sparse (density {density:.4f} < {limit:g}, {how})"
+        else:
+            make_dense(module)
+            said[key] = f"dense (density {density:.4f} >= {limit:g}, {how})"
+    return said

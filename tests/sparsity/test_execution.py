@@ -1,0 +1,91 @@
+"""Sparse execution of Linear layers: the same forward and gradients as masked dense, and the same training."""
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from helpers import MLP, Module, trainer
+from lottery import LotteryTicket
+from lottery.sparsity.execution import apply_sparse, crossover, is_sparse, make_dense, make_sparse
+
+
+def test_forward_and_gradients_equal_masked_dense():
+    torch.manual_seed(0)
+    layer, mask = nn.Linear(40, 24), torch.rand(24, 40) < 0.1
+    with torch.no_grad():
+        layer.weight.mul_(mask)
+    ref = nn.Linear(40, 24)
+    ref.load_state_dict(layer.state_dict())
+    x = torch.randn(5, 3, 40, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_()
+    make_sparse(layer, mask)
+    assert is_sparse(layer)
+    (layer(x) ** 2).sum().backward()
+    (ref(x_ref) ** 2).sum().backward()
+    torch.testing.assert_close(x.grad, x_ref.grad)
+    torch.testing.assert_close(layer.weight.grad, ref.weight.grad * mask)  # pruned entries exactly zero
+    assert not layer.weight.grad[~mask].any()
+    torch.testing.assert_close(layer.bias.grad, ref.bias.grad)
+    make_dense(layer)
+    assert not is_sparse(layer) and "forward" not in layer.__dict__
+    assert list(layer.state_dict()) == ["weight", "bias"]  # parameters and checkpoints unchanged
+
+
+def test_apply_sparse_chooses_by_density_and_crossover_is_cached():
+    model = MLP()
+    masks = {"fc1.weight": torch.rand(32, 20) < 0.05, "fc2.weight": torch.ones(16, 32, dtype=torch.bool)}
+    said = apply_sparse(model, masks, 0.5, batch=16)
+    assert is_sparse(model.fc1) and not is_sparse(model.fc2) and not is_sparse(model.fc3)
+    assert said["fc1.weight"].startswith("sparse (density") and said["fc2.weight"].startswith("dense (density 1.0000")
+    first = crossover((32, 20), 16, repeats=1)
+    assert 0.0 <= first <= 0.3 and crossover((32, 20), 16) == first  # measured once per shape, batch and device
+
+
+def run(tmp_path, **kw):
+    pl.seed_everything(0)
+    cb = LotteryTicket(rounds=2, epochs_per_round=1, prune_fraction=0.6, dirpath=str(tmp_path / "t"), **kw)
+    module = Module(scheduler=None)
+    trainer(tmp_path, [cb]).fit(module)
+    return cb, module
+
+
+def test_training_on_sparse_kernels_matches_masked_dense_training(tmp_path, caplog):
+    ref, ref_module = run(tmp_path / "dense")
+    with caplog.at_level("INFO"):
+        cb, module = run(tmp_path / "sparse", sparse_below=0.5)
+    assert "net.fc1.weight: sparse (density 0.4578 < 0.5, sparse_below)" in caplog.text  # round 1 on
+    assert is_sparse(module.net.fc1)
+    for a, b in zip(ref.tickets, cb.tickets):
+        assert all(torch.equal(a.masks[n], b.masks[n]) for n in a.masks)  # the same tickets
+    for (n, a), b in zip(ref_module.state_dict().items(), module.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4), n  # summation order only
+
+
+def test_bad_sparse_below_is_refused():
+    with pytest.raises(ValueError, match="sparse_below=2"):
+        LotteryTicket(sparse_below=2)
+
+
+def test_a_resumed_sparse_run_is_bit_identical(tmp_path):
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    from helpers import Kill
+
+    def attempt(folder, kill=None, resume=False):
+        pl.seed_everything(0)
+        cb = LotteryTicket(rounds=2, epochs_per_round=1, prune_fraction=0.6, sparse_below=0.5,
+                           dirpath=str(folder / "t"))
+        ckpt = ModelCheckpoint(dirpath=folder / "ckpt", save_last=True, save_on_train_epoch_end=True)
+        module = Module(scheduler=None)
+        trainer(folder, [cb, ckpt, *([Kill(kill)] if kill else [])]).fit(
+            module, ckpt_path=str(folder / "ckpt" / "last.ckpt") if resume else None)
+        return module
+
+    ref = attempt(tmp_path / "ref")
+    with pytest.raises(SystemExit):
+        attempt(tmp_path / "run", kill=15)  # in round 2, on sparse kernels since round 1
+    module = attempt(tmp_path / "run", resume=True)
+    assert is_sparse(module.net.fc2)
+    for (n, a), b in zip(ref.state_dict().items(), module.state_dict().values()):
+        assert torch.equal(a, b), n
