@@ -51,6 +51,9 @@ def benches(quick: bool, cuda: bool) -> list[Bench]:
               stdout=r"^(torch |lottery,|  same,|full )"),
         Bench("Pruner speed", ["benchmarks/pruner_speed.py"], r" = ",
               "100 SynFlow steps little more than 100 float64 fwd+bwd"),
+        Bench("Ticket speed: sparse kernels against masked dense (LeNet-300-100, 15 IMP densities)",
+              ["benchmarks/ticket_speed.py", *(["--pairs", "3"] if quick else [])], r"^\s+15 |Linear 784",
+              "a <=5% ticket trains >= 2x faster per step; csr inference >= 2x at batch 1 and 60"),
         Bench("Comparison throughput", ["benchmarks/compare_throughput.py", "--workers", str(os.cpu_count() or 1)],
               r"cells/hour|speed-up", "speed-up near the number of workers"),
     ]
