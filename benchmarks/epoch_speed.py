@@ -23,6 +23,7 @@ import argparse
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytorch_lightning as pl
@@ -106,7 +107,7 @@ def paired_epochs(dm: FashionMNIST, plains: list[PlainLoop], epochs: int, progre
     pl.seed_everything(0, verbose=False)
     timer = PairedTimer(plains)
     # IMP rounds of 2 epochs: dense round 0, then pruned rounds, so masked epochs are timed too
-    cb = LotteryTicket(rounds=max(1, epochs // 2 - 1), epochs_per_round=2, dirpath="/tmp/lottery-epoch-speed")
+    cb = LotteryTicket(rounds=max(1, epochs // 2 - 1), epochs_per_round=2, dirpath=tempfile.mkdtemp(prefix="lottery-epoch-speed-"))
     trainer = pl.Trainer(accelerator="gpu" if device == "cuda" else "cpu", devices=1, logger=False,
                          enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=progress_bar,
                          num_sanity_val_steps=0,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import logging
 import statistics
+import tempfile
 import time
 import warnings
 
@@ -71,7 +72,7 @@ def quiet_trainer(epochs: int, callbacks: list[pl.Callback]) -> pl.Trainer:
 
 def ticket_callback(ticket: Ticket) -> LotteryTicket:
     """LotteryTicket training the given ticket (the per-step masking of a pruned IMP round)."""
-    return LotteryTicket(from_ticket=ticket, epochs_per_round=0, dirpath="/tmp/lottery-bench")
+    return LotteryTicket(from_ticket=ticket, epochs_per_round=0, dirpath=tempfile.mkdtemp(prefix="lottery-bench-"))
 
 
 class Switch(pl.Callback):
