@@ -22,7 +22,7 @@ from torch import nn
 
 from lottery import export
 from lottery.sparsity import Masker
-from lottery.sparsity.execution import apply_sparse, crossover, make_sparse
+from lottery.sparsity.execution import SurvivorsStep, apply_sparse, crossover, make_sparse
 
 LAYERS = {"0.weight": 0.2, "2.weight": 0.2, "4.weight": 0.1}  # per-round prune fraction
 
@@ -61,11 +61,13 @@ def median_ratio(slow, fast, pairs: int) -> float:
 def train_step(model: nn.Module, masks: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor):
     """One Adam step as LotteryTicket trains a ticket: pruned gradients zeroed before the step (its Masker)."""
     opt, masker = torch.optim.Adam(model.parameters(), 1.2e-3), Masker(model, masks)
+    survivors = SurvivorsStep(model, opt)  # sparse layers (none in the masked dense model) step over survivors only
 
     def step() -> None:
         opt.zero_grad(set_to_none=False)
         nn.functional.cross_entropy(model(x), y).backward()
         masker.zero_grads()
+        survivors.gather()
         opt.step()
     return step
 

@@ -36,7 +36,7 @@ from lottery.pruning import Pruner, get
 from lottery.pruning.inverted import Inverted
 from lottery.sparse_training import SparseTraining, with_distribution as sparse_training_method
 from lottery.sparsity import per_round_fraction, preserves_zeros, summary
-from lottery.sparsity.execution import apply_sparse
+from lottery.sparsity.execution import SurvivorsStep, apply_sparse
 from lottery.sparsity.structure import NM
 from lottery.ticket import Ticket
 
@@ -108,6 +108,8 @@ class LotteryTicket(Callback):
         sparse_below: Linear layers whose density is below this run forward and both gradients on CSR kernels
             (survivors only; results equal masked dense up to summation order), or ``"auto"``: below the crossover
             measured for each layer's shape and batch on this device at fit start. The log says which and why.
+            With an elementwise optimizer (SGD, Adam, AdamW, RMSprop, Adagrad) their update runs on the survivors
+            only (`SurvivorsStep`); a module's own on_before_optimizer_step then sees their survivors' gradients.
 
     Pruning at initialization: with ``epochs_per_round=0`` the callback runs `rounds` scoring steps (the
     exponential schedule d^(k/rounds)) before the first training step, data-driven pruners drawing their
@@ -214,6 +216,7 @@ class LotteryTicket(Callback):
         self._plan: Plan | None = None
         self._loss: Callable[..., Tensor] | None = None  # what data-driven pruners score with (None: their own)
         self._hooks: list[Any] = []
+        self._steps: list[SurvivorsStep] = []  # survivors-only optimizer steps of the sparse layers
         self._said: dict[str, str] | None = None  # what the layers run on (sparse or dense), as last logged
         self._rng_to_restore: dict[str, Any] | None = None
         unused = dict.fromkeys(hooks.UNUSED_BATCH_HOOKS, Callback)
@@ -254,6 +257,8 @@ class LotteryTicket(Callback):
         # zeroed gradients keep pruned weights at zero under the usual optimizers; others are re-masked
         self._hooks = [opt.register_step_post_hook(self._after_step) for opt in trainer.optimizers
                        if self.remask_after_step or not preserves_zeros(opt)]
+        if self.sparse_below is not None:  # sparse layers' optimizer steps over their survivors only
+            self._steps = [SurvivorsStep(pl_module, opt) for opt in trainer.optimizers if preserves_zeros(opt)]
         if self.clock.early:  # a resumed run whose earlier rounds ended early: its budget is shorter
             self.clock.set_budget(trainer, quiet=True)
         if self._rng_to_restore is not None:
@@ -280,6 +285,9 @@ class LotteryTicket(Callback):
         if self.updates is not None and self.run.round == 1:  # before the masker hides the dense gradient
             self.updates.run(trainer, pl_module, self.live, self._plan, self.pruner, self.run.base_seed)
         self.live.masker.zero_grads()
+        for step in self._steps:
+            if step.optimizer is optimizer:
+                step.gather()
 
     def _after_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         self.live.masker.apply()
@@ -341,6 +349,9 @@ class LotteryTicket(Callback):
         for hook in self._hooks:
             hook.remove()
         self._hooks = []
+        for step in self._steps:
+            step.remove()
+        self._steps = []
 
     def _run_sparse(self, pl_module: pl.LightningModule, masks: dict[str, Tensor]) -> None:
         """New masks: Linear layers below `sparse_below` run on their survivors (lottery.sparsity.execution)."""

@@ -158,3 +158,52 @@ def apply_sparse(model: nn.Module, masks: Mapping[str, Tensor], below: float | s
             make_dense(module)
             said[key] = f"dense (density {density:.4f} >= {limit:g}, {how})"
     return said
+
+
+class SurvivorsStep:
+    """An optimizer step over the survivors of sparse layers only: before the step their weights, gradients and
+    per-weight state are gathered to survivor-sized tensors, after it scattered back (pruned entries untouched).
+
+    For optimizers whose update is elementwise (SGD, Adam, AdamW, RMSprop, Adagrad: `lottery.sparsity.masking`'s
+    ZERO_KEEPING), this is the same update at every survivor and none at a pruned entry (zero gradient and zero state
+    give zero there), at the cost of the survivors instead of the whole weight. Other optimizers are left alone.
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        self.model, self.optimizer = model, optimizer
+        self._swapped: list[tuple[nn.Parameter, Tensor, Tensor, dict[str, Tensor], Tensor]] = []
+        self.handles = [optimizer.register_step_post_hook(self._scatter)]
+
+    def remove(self) -> None:
+        """Stop compacting this optimizer's steps."""
+        for handle in self.handles:
+            handle.remove()
+
+    @torch.no_grad()
+    def gather(self) -> None:
+        """Swap the sparse layers' weights, gradients and state for their survivors (the update comes next)."""
+        optimizer = self.optimizer
+        owned = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        for module in self.model.modules():
+            pattern = module.__dict__.get("_lottery_pattern")
+            p = getattr(module, "weight", None)
+            if pattern is None or p is None or id(p) not in owned or p.grad is None or not optimizer.state.get(p):
+                continue  # the first step makes the optimizer's state, full-sized, on the whole weight
+            full, grad = p.data, p.grad
+            flat = pattern.flat
+            state = {k: v for k, v in optimizer.state.get(p, {}).items() if isinstance(v, Tensor) and v.shape == full.shape}
+            for k, v in state.items():
+                optimizer.state[p][k] = v.reshape(-1)[flat]
+            p.data = full.reshape(-1)[flat]
+            p.grad = grad.reshape(-1)[flat]
+            self._swapped.append((p, full, grad, state, flat))
+
+    @torch.no_grad()
+    def _scatter(self, optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
+        for p, full, grad, state, flat in self._swapped:
+            full.reshape(-1)[flat] = p.data
+            for k, v in state.items():
+                v.reshape(-1)[flat] = optimizer.state[p][k]
+                optimizer.state[p][k] = v
+            p.data, p.grad = full, grad
+        self._swapped = []

@@ -89,3 +89,38 @@ def test_a_resumed_sparse_run_is_bit_identical(tmp_path):
     assert is_sparse(module.net.fc2)
     for (n, a), b in zip(ref.state_dict().items(), module.state_dict().values()):
         assert torch.equal(a, b), n
+
+
+@pytest.mark.parametrize("make_opt", [lambda p: torch.optim.Adam(p, 1e-2), lambda p: torch.optim.AdamW(p, 1e-2),
+                                      lambda p: torch.optim.SGD(p, 0.1, momentum=0.9, weight_decay=1e-3)])
+def test_the_survivors_step_is_the_masked_dense_step(make_opt):
+    from lottery.sparsity import Masker
+    from lottery.sparsity.execution import SurvivorsStep
+
+    torch.manual_seed(0)
+    mask = torch.rand(24, 40) < 0.1
+    dense, sparse = nn.Linear(40, 24), nn.Linear(40, 24)
+    with torch.no_grad():
+        dense.weight.mul_(mask)
+    sparse.load_state_dict(dense.state_dict())
+    make_sparse(sparse, mask)
+    opt_d, opt_s = make_opt(dense.parameters()), make_opt(sparse.parameters())
+    masker, step = Masker(dense, {"weight": mask}), SurvivorsStep(sparse, opt_s)
+    for i in range(5):
+        x = torch.randn(8, 40)
+        for model, opt in ((dense, opt_d), (sparse, opt_s)):
+            opt.zero_grad()
+            (model(x) ** 2).mean().backward()
+        masker.zero_grads()
+        opt_d.step()
+        step.gather()
+        # the first step makes the optimizer's full-sized state; from then on the update runs on the survivors alone
+        assert sparse.weight.numel() == (mask.numel() if i == 0 else int(mask.sum()))
+        opt_s.step()
+        assert sparse.weight.shape == (24, 40)  # and they are put back
+    torch.testing.assert_close(sparse.weight, dense.weight)
+    torch.testing.assert_close(sparse.bias, dense.bias)
+    assert not sparse.weight[~mask].any()
+    for k, v in opt_s.state[sparse.weight].items():
+        if isinstance(v, torch.Tensor) and v.dim():
+            assert v.shape == (24, 40) and not v[~mask].any(), k
