@@ -64,7 +64,7 @@ def train_step(model: nn.Module, masks: dict[str, torch.Tensor], x: torch.Tensor
     survivors = SurvivorsStep(model, opt)  # sparse layers (none in the masked dense model) step over survivors only
 
     def step() -> None:
-        opt.zero_grad(set_to_none=False)
+        opt.zero_grad()  # gradients set to None, as Lightning's loop does
         nn.functional.cross_entropy(model(x), y).backward()
         masker.zero_grads()
         survivors.gather()
