@@ -80,5 +80,3 @@ def check_sparse_training(method: Any, distribution: str | None, rounds: int | N
         raise ValueError(f"{where} makes its own masks; from_ticket= does not apply")
     if fractions:
         raise ValueError(f"{where}: fractions= (per-layer IMP rates) do not apply; use distribution= for layer densities")
-    if distribution is not None and getattr(method, "name", method) == "gmp":
-        raise ValueError("sparse_training='gmp' prunes by scope= (global or layerwise); distribution= does not apply")

@@ -89,8 +89,11 @@ def _pruner(value: Any) -> str | None:
 def _kind(ticket: Mapping[str, Any]) -> str:
     """The kind of run the callback's arguments make: imp (trained rounds), a sparse-training method (gmp, set,
     rigl), a sanity variant or `ticket` (a given ticket trained), or pai (pruned at initialization, then trained)."""
-    if ticket.get("sparse_training"):
-        return str(_pruner(ticket["sparse_training"]))
+    method = ticket.get("sparse_training")
+    if method:  # by its registered name, however the config names it (gmp, a class path, class_path + init_args)
+        from lottery import sparse_training
+
+        return sparse_training.get(str(method.get("class_path") if isinstance(method, Mapping) else method)).name
     if int(ticket.get("epochs_per_round", 1) or 0) > 0:
         return "imp"
     if ticket.get("from_ticket"):

@@ -33,16 +33,17 @@ def get(method: str | SparseTraining, **kwargs: Any) -> SparseTraining:
 
 def with_distribution(method: str | SparseTraining, distribution: str | None) -> SparseTraining:
     """`get(method)` whose starting layer densities are `distribution` where given (SET and RigL; GMP takes none)."""
+    instance = get(method)  # unknown names and class paths fail here
     if distribution is None:
-        return get(method)
+        return instance
+    if not isinstance(instance, DynamicSparse):
+        raise ValueError(f"sparse_training={instance.name!r} prunes by scope= (global or layerwise); distribution= "
+                         "does not apply")
     if isinstance(method, SparseTraining):
-        if getattr(method, "distribution", distribution) != distribution:
+        if method.distribution != distribution:
             raise ValueError(f"the {method.name} instance starts from {method.distribution} layer densities, but "
                              f"distribution={distribution!r} was given too: give one of them")
         return method
-    cls = type(get(method))  # unknown names and class paths fail here
-    if not issubclass(cls, DynamicSparse):
-        return get(method)  # GMP with a distribution is refused by the argument checks
     return get(method, distribution=distribution)
 
 

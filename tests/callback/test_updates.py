@@ -153,6 +153,8 @@ def test_kill_and_resume_is_bit_identical(tmp_path, make):
     ({"sparse_training": "rigl", "epochs_per_round": 0}, "needs density="),
     ({"sparse_training": "set", "density": 0.1, "epochs_per_round": 0, "rounds": 3}, "rounds= .* does not apply"),
     ({"sparse_training": "gmp", "density": 0.1, "epochs_per_round": 0, "distribution": "erk"}, "distribution= does not"),
+    ({"sparse_training": "lottery.sparse_training.gradual.Gradual", "density": 0.1, "epochs_per_round": 0,
+      "distribution": "erk"}, "distribution= does not"),
     ({"sparse_training": "nope", "density": 0.1, "epochs_per_round": 0}, "unknown sparse training method 'nope'"),
     ({"pruner": "random", "density": 0.1, "epochs_per_round": 0, "distribution": "xx"}, "unknown layer distribution"),
     ({"density": 0.1, "epochs_per_round": 2, "distribution": "erk"}, "IMP rounds prune by scope"),

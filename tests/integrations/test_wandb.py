@@ -207,6 +207,10 @@ def test_the_identity_of_a_run_comes_from_run_arguments_then_the_logger_then_the
     rigl = identity({"seed_everything": 0, "ticket": {"pruner": "magnitude", "epochs_per_round": 0, "density": 0.1,
                                                       "sparse_training": "rigl"}})
     assert (rigl["kind"], rigl["name"]) == ("rigl", "rigl-magnitude-d0.1-seed0")
+    for named in ("lottery.sparse_training.gradual.Gradual", {"class_path": "lottery.sparse_training.Gradual",
+                                                             "init_args": {"every": 50}}):  # as cells and configs name it
+        gmp = identity({"seed_everything": 0, "ticket": {"epochs_per_round": 0, "density": 0.1, "sparse_training": named}})
+        assert gmp["kind"] == "gmp"
 
 
 def test_the_shipped_wandb_config_runs_offline_as_its_comments_say(tmp_path, monkeypatch, fashion_mnist):
