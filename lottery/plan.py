@@ -68,15 +68,15 @@ class Plan:
         params = dict(model.named_parameters())
         self.names = prunable(model, tuple(exclude), tuple(include))  # Linear/Conv weights + include - exclude
         self.sizes = {n: params[n].numel() for n in self.names}
+        self.shapes = {n: tuple(params[n].shape) for n in self.names}
         self.fractions = layer_fractions(self.names, fractions)  # the layers pruned on their own
         self.schedule = Geometric(prune_fraction) if isinstance(prune_fraction, (int, float)) else prune_fraction
         self.layer_schedules: dict[str, DensitySchedule] = {n: Geometric(f) for n, f in self.fractions.items()}
         self.scope = scope
         self.structure = None if structure is None else NM.parse(structure)  # N:M blocks (lottery.sparsity.structure)
         if self.structure is not None:
-            shapes = {n: tuple(p.shape) for n, p in model.named_parameters(remove_duplicate=False)}
             for n in self.names:
-                self.structure.check(n, shapes[n])
+                self.structure.check(n, self.shapes[n])
 
     def rescheduled(self, schedule: DensitySchedule) -> Plan:
         """This plan with every group (layers named in `fractions` too) on `schedule` (gradual pruning's cubic one)."""
@@ -85,10 +85,10 @@ class Plan:
         plan.layer_schedules = {n: schedule for n in self.layer_schedules}
         return plan
 
-    def distributed(self, shapes: Mapping[str, tuple[int, ...]], density: float, kind: str, steps: int) -> Plan:
+    def distributed(self, density: float, kind: str, steps: int) -> Plan:
         """This plan with each layer pruned on its own toward its exact share of `density` under the layer
         distribution `kind` (uniform, ER, ERK: `lottery.sparsity.distribution`), reached after `steps` steps."""
-        counts = layer_counts({n: shapes[n] for n in self.names}, density, kind)
+        counts = layer_counts(self.shapes, density, kind)
         plan = copy.copy(self)
         plan.layer_schedules = {n: Toward(counts[n], steps) for n in self.names}
         return plan
@@ -211,8 +211,7 @@ def prune(
     if distribution is not None:
         if density is None or fractions:
             raise ValueError("distribution= spreads density= over the layers: pass density=, and no fractions=")
-        shapes = {n: tuple(v.shape) for n, v in model.named_parameters(remove_duplicate=False)}
-        plan = plan.distributed(shapes, density, distribution, rounds)
+        plan = plan.distributed(density, distribution, rounds)
     shared = aliases(model)  # a tied tensor's value is kept once, under its listed name (the one its mask has)
     weights = {k: v.detach().clone() for k, v in model.state_dict().items() if k not in shared}
     masks = plan.prune_steps(model, pr, rounds, batches, seed, loss_fn=loss_fn)

@@ -236,8 +236,7 @@ class LotteryTicket(Callback):
         self._plan = Plan(pl_module, self.prune_fraction, self.scope, self.fractions, self.exclude, include=self.include,
                           structure=self.structure)
         if self.distribution is not None and self.sparse_training is None:  # pruning at init to layer shares
-            shapes = {n: tuple(p.shape) for n, p in pl_module.named_parameters(remove_duplicate=False)}
-            self._plan = self._plan.distributed(shapes, self.density, self.distribution, self.rounds)
+            self._plan = self._plan.distributed(self.density, self.distribution, self.rounds)
         self._loss = loss.resolve(self.loss_fn, pl_module) if self.pruner.needs_data else None
         rank_zero_info(f"LotteryTicket: {summary(pl_module, self._plan.names)}")
         if self.structure is not None:  # what the sparse kernels make of each layer, said before any work
@@ -357,6 +356,8 @@ class LotteryTicket(Callback):
         """New masks: Linear layers below `sparse_below` run on their survivors (lottery.sparsity.execution)."""
         batch = getattr(pl_module.trainer.train_dataloader, "batch_size", None) or 60  # the crossover's batch
         said = apply_sparse(pl_module, masks, self.sparse_below, batch)
+        for step in self._steps:
+            step.refresh()
         if said and said != self._said:
             rank_zero_info("LotteryTicket: " + "; ".join(f"{n}: {how}" for n, how in said.items()))
         self._said = said
@@ -370,7 +371,7 @@ class LotteryTicket(Callback):
             return  # nothing is pruned after the last round; the rewind point comes first; the round ends anyway
         fired = None
         if trainer.is_global_zero:
-            with rng.seeded(self.run.base_seed + 1_000_003 * (round + 1)):  # the seed next_round prunes with
+            with rng.seeded(self._pruning_seed(round + 1)):  # the randomness next_round prunes with
                 masks = self._plan.step(pl_module, self.pruner, self.live.masks, round + 1, trainer.train_dataloader,
                                         loss_fn=self._loss)
             self.early_bird.observe(masks)
@@ -428,12 +429,16 @@ class LotteryTicket(Callback):
         self.tickets.append(ticket)
         self.output.record(trainer, ticket, self.tickets)
 
+    def _pruning_seed(self, round: int) -> int:
+        """The seed of the pruning step that opens `round` (and of early-bird's look at it)."""
+        return self.run.base_seed + 1_000_003 * round
+
     def next_round(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Prune the survivors (decided on rank zero, broadcast to all), then rewind them."""
         new_round = self.run.round + 1
         masks = None
         if trainer.is_global_zero:
-            with rng.seeded(self.run.base_seed + 1_000_003 * new_round):
+            with rng.seeded(self._pruning_seed(new_round)):
                 masks = self._plan.step(pl_module, self.pruner, self.live.masks, new_round, trainer.train_dataloader,
                                         loss_fn=self._loss)
         self.live.install(trainer, pl_module, masks)

@@ -3,8 +3,6 @@ every rank installs), the dense gradient read before it is masked, grown weights
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_warn
@@ -16,6 +14,7 @@ from lottery.plan import Plan
 from lottery.pruning import Pruner
 from lottery.sparse_training import SparseTraining
 from lottery.sparse_training.base import Update
+from lottery.sparsity import Masker
 from lottery.ticket import unpack_bits
 
 
@@ -25,11 +24,17 @@ class MaskUpdates:
     def __init__(self, method: SparseTraining, density: float) -> None:
         self.method, self.density = method, density
         self.done_at: int | None = None  # the step last updated (several optimizers step once each per step)
-        self.count = 0  # updates made in this process (the log says how many)
+        self._total: int | None = None
+
+    def total(self, trainer: pl.Trainer) -> int:
+        """The run's optimizer steps (fixed for a fit; asked for at every step, so Lightning computes it once)."""
+        if self._total is None:
+            self._total = int(trainer.estimated_stepping_batches)
+        return self._total
 
     def start(self, trainer: pl.Trainer, module: pl.LightningModule, live: LiveMasks, plan: Plan, base_seed: int) -> str:
         """Before the first step: check the run gets updates, install the method's initial masks; what was done."""
-        total = int(trainer.estimated_stepping_batches)
+        total = self.total(trainer)
         self.check(total)
         masks = None
         if trainer.is_global_zero:
@@ -43,7 +48,7 @@ class MaskUpdates:
         if self.method.updates(total) > 0:
             return
         window = f"{total} optimizer steps, every={self.method.every}, start={self.method.start}, stop={self.method.stop}"
-        if self.method.name == "gmp":
+        if not self.method.fixed_density:  # gradual pruning would never leave dense
             raise ValueError(f"sparse_training='gmp' would make no pruning update in this run ({window}), so it would "
                              "train dense: lower every= or train longer")
         rank_zero_warn(f"LotteryTicket: {self.method.name} makes no mask update in this run ({window}); this is static "
@@ -51,12 +56,11 @@ class MaskUpdates:
 
     def settled(self, trainer: pl.Trainer) -> bool:
         """True once the masks have reached the run's density (GMP: after its last update; SET and RigL: always)."""
-        return self.method.fixed_density or iteration(trainer) > self.method.last_update(
-            int(trainer.estimated_stepping_batches))
+        return self.method.fixed_density or iteration(trainer) > self.method.last_update(self.total(trainer))
 
     def due(self, trainer: pl.Trainer) -> tuple[int, int, int] | None:
         """(k, step, total) when this optimizer step is update k, else None."""
-        step, total = iteration(trainer), int(trainer.estimated_stepping_batches)
+        step, total = iteration(trainer), self.total(trainer)
         k = self.method.index(step, total)
         return None if k is None or self.done_at == step else (k, step, total)
 
@@ -69,9 +73,9 @@ class MaskUpdates:
             return
         k, step, total = due
         self.done_at = step
-        params = dict(module.named_parameters(remove_duplicate=False))
         masks = grown = None
         if trainer.is_global_zero:
+            params = dict(module.named_parameters(remove_duplicate=False))
             grads = None
             if self.method.needs_grads:  # the gradient is dense until the masker zeroes its pruned entries
                 grads = {n: (params[n].grad if params[n].grad is not None else torch.zeros_like(params[n])).detach()
@@ -85,20 +89,10 @@ class MaskUpdates:
         live.install(trainer, module, masks)
         # a weight dropped and grown again in one update is in both masks: rank zero says which entered
         grown = trainer.strategy.broadcast(grown, src=0)
-        shapes = live.masks
-        _start_at_zero(trainer, params, {n: unpack_bits(g, shapes[n].shape).to(shapes[n].device) for n, g in grown.items()})
-        self.count += 1
-
-
-@torch.no_grad()
-def _start_at_zero(trainer: pl.Trainer, params: dict[str, Any], grown: dict[str, torch.Tensor]) -> None:
-    """Grown weights and their per-weight optimizer state start at zero (Evci et al. 2020)."""
-    for name, positions in grown.items():
-        if not bool(positions.any()):
-            continue
-        p = params[name]
-        p[positions] = 0
+        # grown weights and their per-weight optimizer state start at zero (Evci et al. 2020): a Masker of what
+        # did not grow zeroes exactly those entries
+        masks = live.masks
+        entered = Masker(module, {n: ~unpack_bits(g, masks[n].shape).to(masks[n].device) for n, g in grown.items()})
+        entered.apply()
         for opt in trainer.optimizers:
-            for value in opt.state.get(p, {}).values():
-                if isinstance(value, torch.Tensor) and value.shape == p.shape:
-                    value[positions] = 0
+            entered.mask_optimizer_state(opt)

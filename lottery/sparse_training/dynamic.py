@@ -5,19 +5,18 @@ inactive ones enter. They differ only in what the entering weights are chosen by
 
 from __future__ import annotations
 
-
 import torch
 from torch import Tensor, nn
 
 from lottery.plan import Plan
-from lottery.rng import seeded
 from lottery.pruning import get
+from lottery.pruning.base import score
+from lottery.rng import seeded
 from lottery.sparse_training.base import SparseTraining, Update
 from lottery.sparsity.distribution import check_distribution
 from lottery.sparsity.regrow import drop_and_grow
 from lottery.sparsity.schedule import Constant, CosineDecay, UpdateFraction
 from lottery.sparsity.targets import scoring
-from lottery.pruning.base import score
 
 
 class DynamicSparse(SparseTraining):
@@ -44,10 +43,8 @@ class DynamicSparse(SparseTraining):
 
     def initial_masks(self, plan: Plan, model: nn.Module, density: float, seed: int) -> dict[str, Tensor]:
         """Random masks with each layer's exact share of `density` under the layer distribution (ER or ERK)."""
-        shapes = {n: tuple(p.shape) for n, p in model.named_parameters(remove_duplicate=False)}
         with seeded(seed):
-            return plan.distributed(shapes, density, self.distribution, 1).step(model, get("random"),
-                                                                               plan.dense_masks(model), 1)
+            return plan.distributed(density, self.distribution, 1).step(model, get("random"), plan.dense_masks(model), 1)
 
     def grow_scores(self, u: Update) -> dict[str, Tensor]:
         """How entering weights are ranked (highest first) among the inactive ones."""

@@ -172,6 +172,12 @@ class SurvivorsStep:
         self.model, self.optimizer = model, optimizer
         self._swapped: list[tuple[nn.Parameter, Tensor, Tensor, dict[str, Tensor], Tensor]] = []
         self.handles = [optimizer.register_step_post_hook(self._scatter)]
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Find the sparse layers this optimizer steps (again after `apply_sparse`), so a step scans no other module."""
+        owned = {id(p) for group in self.optimizer.param_groups for p in group["params"]}
+        self.layers = [m for m in self.model.modules() if is_sparse(m) and id(m.weight) in owned]
 
     def remove(self) -> None:
         """Stop compacting this optimizer's steps."""
@@ -182,11 +188,9 @@ class SurvivorsStep:
     def gather(self) -> None:
         """Swap the sparse layers' weights, gradients and state for their survivors (the update comes next)."""
         optimizer = self.optimizer
-        owned = {id(p) for group in optimizer.param_groups for p in group["params"]}
-        for module in self.model.modules():
-            pattern = module.__dict__.get("_lottery_pattern")
-            p = getattr(module, "weight", None)
-            if pattern is None or p is None or id(p) not in owned or p.grad is None or not optimizer.state.get(p):
+        for module in self.layers:
+            pattern, p = module._lottery_pattern, module.weight
+            if p.grad is None or not optimizer.state.get(p):
                 continue  # the first step makes the optimizer's state, full-sized, on the whole weight
             full, grad = p.data, p.grad
             flat = pattern.flat
