@@ -38,8 +38,21 @@ def test_apply_sparse_chooses_by_density_and_crossover_is_cached():
     said = apply_sparse(model, masks, 0.5, batch=16)
     assert is_sparse(model.fc1) and not is_sparse(model.fc2) and not is_sparse(model.fc3)
     assert said["fc1.weight"].startswith("sparse (density") and said["fc2.weight"].startswith("dense (density 1.0000")
-    first = crossover((32, 20), 16, repeats=1)
-    assert 0.0 <= first <= 0.3 and crossover((32, 20), 16) == first  # measured once per shape, batch and device
+
+
+
+def test_crossover_is_measured_once_per_shape_batch_and_device(monkeypatch):
+    from lottery.sparsity import execution
+
+    pairs = []
+    real = execution._pair
+    monkeypatch.setattr(execution, "_pair", lambda *a: pairs.append(a) or real(*a))
+    first = crossover((33, 21), 16, repeats=1)
+    measured = len(pairs)
+    assert measured >= 1 and first in (0.0, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01)
+    assert crossover((33, 21), 16) == first and len(pairs) == measured  # read back, not measured again
+    crossover((33, 21), 17, repeats=1)
+    assert len(pairs) > measured  # another batch is another measurement
 
 
 def run(tmp_path, **kw):
