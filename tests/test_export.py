@@ -1,6 +1,7 @@
 """Tickets as inference models: CSR and compact exports match the masked dense model; refusals say what to do."""
 
 import copy
+import json
 
 import pytest
 import torch
@@ -74,3 +75,188 @@ def test_refusals_say_what_to_do(ticket_and_model):
 
     with pytest.raises(ValueError, match="cannot trace Branchy.*to='csr'"):
         export(Branchy(), {"fc.weight": torch.ones(4, 4, dtype=torch.bool)}, to="compact")
+
+
+class ConvBN(nn.Module):
+    """conv (padded) → BatchNorm2d → relu → conv (no padding) → relu → max-pool → flatten → Linear."""
+
+    def __init__(self, classes: int = 4):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 6, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(6)
+        self.conv2 = nn.Conv2d(6, 5, 3)
+        self.pool = nn.MaxPool2d(2)
+        self.fc = nn.Linear(5 * 4 * 4, classes)
+
+    def forward(self, x):
+        x = torch.relu(self.bn1(self.conv1(x)))
+        return self.fc(torch.flatten(self.pool(torch.relu(self.conv2(x))), 1))
+
+
+def all_kept(model):
+    return {n: torch.ones_like(p, dtype=torch.bool) for n, p in model.named_parameters()
+            if n.endswith("weight") and p.dim() > 1}
+
+
+def conv_bn():
+    torch.manual_seed(0)
+    model = ConvBN().eval()
+    with torch.no_grad():  # statistics of a trained net, so BatchNorm's shift of a constant channel matters
+        model.bn1.running_mean.uniform_(-0.5, 0.5)
+        model.bn1.running_var.uniform_(0.5, 2)
+        model.bn1.weight.uniform_(0.5, 1.5)
+        model.bn1.bias.uniform_(0.1, 0.5)
+        model.conv1.bias.abs_().add_(0.6)  # BN(constant) > 0: relu passes it on
+        model.conv2.bias.abs_().add_(0.1)
+    return model
+
+
+def test_compact_removes_conv_channels_slices_batchnorm_and_folds_exact_constants():
+    model = conv_bn()
+    masks = all_kept(model)
+    masks["conv1.weight"][1] = False  # channel 1 gets no input: a constant map, folded into conv2's bias (no padding)
+    masks["conv2.weight"][:, 4] = False  # channel 4 of conv1 feeds nothing
+    masks["conv2.weight"][2] = False  # conv2's channel 2: a constant, folded into fc's bias (16 features after flatten)
+    exported = export(model, masks, to="compact")
+    assert (exported.conv1.out_channels, exported.bn1.num_features, exported.conv2.in_channels,
+            exported.conv2.out_channels, exported.fc.in_features) == (4, 4, 4, 4, 4 * 16)
+    assert exported.compact_removed == 3
+    x = torch.randn(3, 3, 10, 10)
+    torch.testing.assert_close(exported(x), masked(model, masks)(x), atol=1e-5, rtol=1e-5)
+
+
+def test_compact_keeps_a_constant_channel_before_padding_and_drops_a_zero_one():
+    from lottery.models import ConvNet
+
+    torch.manual_seed(0)
+    model = ConvNet(2, num_classes=3, image_size=8).eval()
+    masks = all_kept(model)
+    with torch.no_grad():
+        model.features[0].bias[[1, 2]] = torch.tensor([0.5, -0.5])
+    masks["features.0.weight"][[1, 2]] = False  # relu(0.5) meets conv 2's zero padding: kept; relu(-0.5) = 0: dropped
+    masks["classifier.1.weight"][:, 16 * 5:16 * 6] = False  # conv 2's channel 5 feeds no feature of the Linear
+    exported = export(model, masks, to="compact")
+    assert exported.features[0].out_channels == 63 and exported.features[2].in_channels == 63
+    assert exported.features[2].out_channels == 63 and exported.classifier[1].in_features == 63 * 16
+    x = torch.randn(2, 3, 8, 8)
+    torch.testing.assert_close(exported(x), masked(model, masks)(x), atol=1e-5, rtol=1e-5)
+
+
+def test_csr_conv_matches_the_masked_convolution_for_any_stride_padding_and_dilation():
+    from lottery.export import CSRConv2d
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=(1, 2), dilation=2), nn.ReLU(),
+                          nn.Conv2d(8, 4, (2, 3), bias=False), nn.Flatten(), nn.LazyLinear(5))
+    model(torch.zeros(1, 3, 13, 11))
+    ticket = prune(model, "magnitude", density=0.2, rounds=1)
+    exported = export(model, ticket, to="csr")
+    assert isinstance(exported[0], CSRConv2d) and isinstance(exported[2], CSRConv2d)
+    assert exported[0].weight._nnz() == int(ticket.masks["0.weight"].sum())
+    for batch in (1, 4):
+        x = torch.randn(batch, 3, 13, 11)
+        torch.testing.assert_close(exported(x), masked(model, ticket.masks)(x), atol=1e-5, rtol=1e-5)
+
+
+def test_csr_keeps_a_grouped_conv_dense_and_says_so():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(4, 4, 3, groups=2), nn.Conv2d(4, 2, 1))
+    ticket = prune(model, "magnitude", density=0.3, rounds=1)
+    with pytest.warns(UserWarning, match="0 stays dense, groups=2"):
+        exported = export(model, ticket, to="csr")
+    assert type(exported[0]) is nn.Conv2d and exported.export_choices["0"].startswith("dense: CSR cannot compute")
+    assert exported.export_choices["1"] == "csr"
+    x = torch.randn(2, 4, 6, 6)
+    torch.testing.assert_close(exported(x), masked(model, ticket.masks)(x), atol=1e-5, rtol=1e-5)
+
+
+def test_csr_linear_at_batch_one_with_and_without_bias():
+    torch.manual_seed(0)
+    weight = torch.randn(6, 5) * (torch.rand(6, 5) < 0.4)
+    for bias in (torch.randn(6), None):
+        x = torch.randn(1, 5)
+        expected = nn.functional.linear(x, weight, bias)
+        torch.testing.assert_close(CSRLinear(weight, bias)(x), expected)
+        torch.testing.assert_close(CSRLinear(weight, bias)(x.expand(3, 5))[1:2], expected)
+
+
+def test_batch_size_keeps_dense_the_layers_where_csr_measures_slower(ticket_and_model, monkeypatch):
+    from lottery.export import choice
+
+    ticket, model = ticket_and_model
+    exported = export(model, ticket, to="csr", batch_size=1)  # measured here: every layer chosen, and said why
+    assert set(exported.export_choices) == {"fc1", "fc2", "fc3"}
+    for name, how in exported.export_choices.items():
+        assert how.split(" ")[0] in ("csr", "dense") and "at batch 1" in how
+        assert isinstance(getattr(exported, name), CSRLinear) == how.startswith("csr")
+    calls = []
+
+    def timed(dense, sparse, repeats):  # fc2 measured slower on CSR, the others faster
+        calls.append(1)
+        return (1.0, 2.0) if len(calls) == 2 else (2.0, 1.0)
+
+    monkeypatch.setattr(choice, "pair", timed)
+    exported = export(model, ticket, to="csr", batch_size=1)
+    assert [type(getattr(exported, n)).__name__ for n in ("fc1", "fc2", "fc3")] == ["CSRLinear", "Linear", "CSRLinear"]
+    assert exported.export_choices["fc2"].startswith("dense (at batch 1: csr 2000000.0 us, dense 1000000.0 us, 0.50x)")
+    x = torch.randn(1, 20)
+    torch.testing.assert_close(exported(x), masked(model, ticket.masks)(x), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="batch_size=4 chooses CSR or dense per layer: it goes with to='csr'"):
+        export(model, ticket, to="compact", batch_size=4)
+
+
+def test_batch_size_for_convs_needs_an_example_input():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 4 * 4, 2))
+    ticket = prune(model, "magnitude", density=0.3, rounds=1)
+    with pytest.raises(ValueError, match="0 take inputs whose size depends on the image: pass example_input="):
+        export(model, ticket, to="csr", batch_size=2)
+    exported = export(model, ticket, to="csr", batch_size=2, example_input=torch.zeros(1, 3, 6, 6))
+    assert set(exported.export_choices) == {"0", "2"}
+
+
+@pytest.mark.parametrize("to", ["csr", "compact"])
+def test_save_and_load_rebuild_the_export_without_unpickling(tmp_path, monkeypatch, to):
+    import pickle
+
+    from lottery.export import load, save
+    from lottery.models import ConvNet
+
+    torch.manual_seed(0)
+    args = {"depth": 2, "num_classes": 3, "in_channels": 3, "image_size": 8}
+    model = ConvNet(**args).eval()
+    masks = prune(model, "magnitude", density=0.05, rounds=1, scope="layerwise").masks
+    masks["features.0.weight"][7] = False  # a channel with no input (and a bias): compact keeps or drops it
+    masks["features.2.weight"][:, 9] = False  # one feeding nothing: compact drops it
+    exported = export(model, masks, to=to)
+    save(exported, tmp_path / "out", init_args=args)
+    described = json.loads((tmp_path / "out" / "export.json").read_text())
+    assert described["to"] == to and described["model"] == {"class_path": "lottery.models.conv.ConvNet", "init_args": args}
+    assert described["torch"] == torch.__version__
+
+    def refuse(*a, **k):
+        raise AssertionError("load unpickled something")
+
+    monkeypatch.setattr(torch, "load", refuse)
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    loaded = load(tmp_path / "out")
+    x = torch.randn(2, 3, 8, 8)
+    torch.testing.assert_close(loaded(x), masked(model, masks)(x), atol=1e-5, rtol=1e-5)
+    assert [type(m).__name__ for m in loaded.modules()] == [type(m).__name__ for m in exported.modules()]
+    if to == "compact":
+        assert loaded.features[2].in_channels == exported.features[2].in_channels < 64
+    else:
+        assert described["layers"]["features.0"] == {"kind": "csr-conv2d", "shape": [64, 27], "bias": True,
+                                                     "nnz": int(masks["features.0.weight"].sum())}
+
+
+def test_load_refuses_what_is_not_an_export(tmp_path):
+    from lottery.export import ExportFormatError, load
+
+    with pytest.raises(FileNotFoundError, match="no exported ticket in .*export.json and model.safetensors"):
+        load(tmp_path)
+    (tmp_path / "export.json").write_text('{"format": "onnx"}')
+    (tmp_path / "model.safetensors").write_bytes(b"\x80\x04junk")
+    with pytest.raises(ExportFormatError, match="has format 'onnx'; this lottery reads 'lottery-export' v1"):
+        load(tmp_path)
