@@ -18,6 +18,8 @@ TOOLS = {
     "report": "lottery report RUN_DIR [--out DIR]: accuracy-vs-density and layer-density plots, a markdown table",
     "stability": "lottery stability --config configs/NAME.yaml --rewinds 0 100 500 [--points 11]: instability per rewind point",
     "compare": "lottery compare --config configs/compare_NAME.yaml [--workers N] [--launcher local|ray]: a grid of runs",
+    "export": "lottery export TICKET --config CONFIG.yaml --to csr|compact|semi-structured --out DIR [--weights CKPT] "
+              "[--batch-size N]: a trained ticket as an inference model (model.safetensors, export.json)",
 }
 
 
@@ -45,6 +47,44 @@ def _tool(argv: list[str]) -> None:
         parser.add_argument("--launcher", choices=["local", "ray"], default=None)
         ns = parser.parse_args(argv[1:])
         print(f"wrote {compare.run(ns.config, ns.workers, ns.launcher)}")
+    elif argv[0] == "export":
+        from pathlib import Path
+
+        import yaml
+        from jsonargparse import ArgumentError
+        from pytorch_lightning import LightningDataModule, LightningModule
+
+        from lottery.experiment import LotteryParser
+        from lottery.export import FORMATS, export_ticket
+        from lottery.module import ClassificationModule
+        from lottery.resume import newest_checkpoint
+
+        parser.add_argument("ticket", help="a ticket of a run (<run>/tickets/round_NN.safetensors)")
+        parser.add_argument("--config", required=True, help="the run's `lottery fit` config (its config.yaml): the model")
+        parser.add_argument("--to", required=True, choices=FORMATS)
+        parser.add_argument("--out", required=True, help="the folder to write model.safetensors and export.json to")
+        parser.add_argument("--weights", default=None, help="the trained weights: a .ckpt or .safetensors state dict "
+                            "(default: the newest checkpoint of the ticket's run, <run>/checkpoints/, which holds its "
+                            "last round's); 'ticket': the ticket's rewind values (untrained)")
+        parser.add_argument("--batch-size", type=int, default=None, help="csr: time each layer at this batch here and "
+                            "keep it dense where CSR is slower (default: every masked layer CSR)")
+        ns = parser.parse_args(argv[1:])
+        if not Path(ns.config).is_file():
+            raise SystemExit(f"lottery export: error: no config at {ns.config}; pass the run's config.yaml or the "
+                             "configs/NAME.yaml it was started with")
+        weights = ns.weights or newest_checkpoint(Path(ns.ticket).resolve().parent.parent.glob("checkpoints/*.ckpt"))
+        # the model as `lottery fit` builds it from this config: its class and init args, sizes from the data
+        raw = yaml.safe_load(Path(ns.config).read_text()) or {}
+        spec = LotteryParser(exit_on_error=False)
+        spec.add_subclass_arguments((ClassificationModule, LightningModule), "model", required=False, fail_untyped=False)
+        spec.add_subclass_arguments(LightningDataModule, "data", required=False, fail_untyped=False)
+        try:
+            model = spec.resolve(spec.parse_object({k: raw.get(k) for k in ("model", "data")})).model.as_dict()
+            for line in export_ticket(ns.ticket, model, ns.to, ns.out, weights, ns.batch_size):
+                print(line)
+        except (ArgumentError, OSError, ValueError, KeyError, RuntimeError, ImportError) as err:
+            said = err.args[0] if isinstance(err, KeyError) and err.args else err  # str(KeyError) adds quotes
+            raise SystemExit(f"lottery export: error: {said}") from err
     elif argv[0] == "inspect":
         parser.add_argument("tickets", nargs="+", help="ticket files (round_NN.safetensors)")
         print(rep.inspect(parser.parse_args(argv[1:]).tickets))

@@ -5,9 +5,9 @@ import json
 
 import pytest
 import torch
+from helpers import MLP
 from torch import nn
 
-from helpers import MLP
 from lottery import prune
 from lottery.export import CSRLinear, export
 

@@ -104,6 +104,7 @@ def export_ticket(ticket: str | os.PathLike, spec: dict[str, Any], to: str, out:
     Everything is checked before the export runs. Returns what it did, a line each."""
     if to not in FORMATS:
         raise ValueError(f"unknown export format {to!r}; choose one of {', '.join(FORMATS)}")
+    found = Ticket.load(ticket)
     if Path(out).is_file():
         raise FileExistsError(f"--out {out} is a file; give a folder (it gets model.safetensors and export.json)")
     if weights is None:
@@ -112,7 +113,8 @@ def export_ticket(ticket: str | os.PathLike, spec: dict[str, Any], to: str, out:
                                 "values (untrained: for sizes and speed, not for predictions)")
     if str(weights) != "ticket" and not Path(weights).is_file():
         raise FileNotFoundError(f"--weights {weights}: no such file; pass a .ckpt or .safetensors state dict, or 'ticket'")
-    found = Ticket.load(ticket)
+    if to == "semi-structured" and not torch.cuda.is_available():
+        _check_cuda(None)
     model = saved.build(spec).eval()
     found.check(model, weights=str(weights) == "ticket")  # the ticket's layers against the model's
     state = found.weights if str(weights) == "ticket" else saved.read_weights(weights)
@@ -120,6 +122,8 @@ def export_ticket(ticket: str | os.PathLike, spec: dict[str, Any], to: str, out:
         state = {**model.state_dict(), **state}  # parameters and buffers the ticket does not hold keep their init
     saved.check_weights(state, found.masks, model, "the ticket" if str(weights) == "ticket" else str(weights))
     model.load_state_dict(state, strict=True)
+    if to == "semi-structured":  # torch's 2:4 kernels take CUDA half-precision weights
+        model = model.to("cuda", torch.float16)
     exported = export(model, found, to=to, batch_size=batch_size)
     source = {"ticket": str(ticket), "round": found.round, "density": found.density, "weights": str(weights)}
     path = save(exported, out, init_args=spec.get("init_args") or {}, extra={"source": source})
@@ -129,12 +133,12 @@ def export_ticket(ticket: str | os.PathLike, spec: dict[str, Any], to: str, out:
     return [*lines, f"wrote {path} and {Path(out) / 'model.safetensors'}"]
 
 
-def _check_cuda(model: nn.Module) -> None:
-    """Refuse semi-structured export where its kernels cannot run."""
+def _check_cuda(model: nn.Module | None) -> None:
+    """Refuse semi-structured export where its kernels cannot run (`model` None: only the machine is checked)."""
     if not torch.cuda.is_available():
         raise RuntimeError("to='semi-structured' needs CUDA: torch's 2:4 kernels (torch.sparse.to_sparse_semi_structured) "
                            "run on NVIDIA GPUs only, and this machine has none. Export to='csr' (CPU) or 'compact' here.")
-    if next(model.parameters()).device.type != "cuda":
+    if model is not None and next(model.parameters()).device.type != "cuda":
         raise RuntimeError("to='semi-structured': move the model to the GPU first (model.cuda().half()); 2:4 kernels "
                            "run on CUDA float16/bfloat16 weights")
 

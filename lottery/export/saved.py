@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from lottery.export.compact import resized
-from lottery.export.layers import CSRConv2d, CSRLinear, set_module
+from lottery.export.layers import CSRConv2d, CSRLinear, semi_structured, set_module
 from lottery.files import atomic_write_bytes, atomic_write_text
 
 FORMAT = "lottery-export"
@@ -46,14 +46,15 @@ def save(module: nn.Module, out: str | os.PathLike, init_args: dict[str, Any] | 
     fmt = getattr(module, "export_format", None)
     if fmt is None:
         raise ValueError("save() writes a module returned by lottery.export(model, ticket, to=...); this one was not")
-    if fmt == "semi-structured":
-        raise ValueError("a semi-structured export is not saved (its 2:4 tensors are packed for the GPU it was made "
-                         "on): save the to='csr' or 'compact' export, or export again on the target GPU")
     init_args = dict(init_args if init_args is not None else getattr(module, "hparams", {}) or {})
-    tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    # a 2:4 weight is packed for the GPU it was made on: it is written dense (zeros where pruned), packed again by load
+    tensors = {k: (v.to_dense() if _packed(v) else v).detach().cpu().contiguous() for k, v in module.state_dict().items()}
     layers: dict[str, dict[str, Any]] = {}
     for name, layer in module.named_modules():
-        if isinstance(layer, (CSRLinear, CSRConv2d)):
+        if isinstance(layer, nn.Linear) and _packed(layer.weight):
+            layers[name] = {"kind": "semi-structured-linear", "shape": list(layer.weight.shape),
+                            "bias": layer.bias is not None, "dtype": str(layer.weight.dtype).removeprefix("torch.")}
+        elif isinstance(layer, (CSRLinear, CSRConv2d)):
             csr = layer.weight
             parts = (csr.crow_indices(), csr.col_indices(), csr.values())
             for part, value in zip(CSR_PARTS, parts):
@@ -74,6 +75,11 @@ def save(module: nn.Module, out: str | os.PathLike, init_args: dict[str, Any] | 
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(folder / TENSORS, save_tensors(tensors, metadata={"format": FORMAT}))
     return atomic_write_text(folder / DESCRIPTION, json.dumps(description, indent=2) + "\n")
+
+
+def _packed(value: Tensor) -> bool:
+    """Whether `value` is one of torch's 2:4 semi-structured tensors."""
+    return type(value).__name__.startswith("SparseSemiStructuredTensor")
 
 
 def _plain(value: Any) -> Any:
@@ -120,6 +126,14 @@ def load(folder: str | os.PathLike) -> nn.Module:
     except RuntimeError as err:
         raise ExportFormatError(f"{folder} does not fit the model export.json names ({err}); export the ticket again "
                                 "with this version of the model's code") from None
+    packed = {n: layer for n, layer in description["layers"].items() if layer["kind"] == "semi-structured-linear"}
+    if packed:
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"{folder} is a semi-structured (2:4) export: its kernels run on NVIDIA GPUs only, and "
+                               "this machine has none. Export the ticket to='csr' or 'compact' for this machine.")
+        model = model.to("cuda", getattr(torch, next(iter(packed.values()))["dtype"]))
+        for name in packed:
+            set_module(model, name, semi_structured(name, model.get_submodule(name)))
     model.export_format, model.export_choices = description["to"], description.get("choices", {})
     return model
 
