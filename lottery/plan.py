@@ -20,6 +20,7 @@ from lottery.sparsity import (
     per_round_fraction, prunable, select,
 )
 from lottery.sparsity.distribution import layer_counts
+from lottery.sparsity.execution import dense_gradients
 from lottery.sparsity.schedule import Toward
 from lottery.sparsity.structure import NM
 from lottery.sparsity.targets import aliases, emptied_norms, scoring
@@ -137,7 +138,8 @@ class Plan:
         score the cross-entropy of forward(inputs) on (inputs, labels) batches.
         """
         with scoring(self.names):  # `Pruner.prunable_parameters` gives the pruner this plan's names
-            scores = score(pruner, model, batches, masks, loss_fn)
+            with dense_gradients(model):  # a pruner reads .grad as a weight-shaped tensor
+                scores = score(pruner, model, batches, masks, loss_fn)
         missing = [n for n in self.names if n not in scores]
         if missing:
             raise KeyError(f"round {round}: pruner {pruner.name or type(pruner).__name__} returned no scores for "

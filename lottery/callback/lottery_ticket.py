@@ -210,6 +210,12 @@ class LotteryTicket(Callback):
             if not (sparse_below == "auto" or (isinstance(sparse_below, (int, float)) and 0 < sparse_below <= 1)):
                 raise ValueError(f"sparse_below={sparse_below!r}: give a density in (0, 1] below which Linear layers run "
                                  "on sparse kernels, or 'auto' (the crossover measured for each layer's shape)")
+            if self.sparse_training is not None and self.sparse_training.fixed_density:
+                # a grown weight's first update (RigL: its very choice) reads the dense gradient of the update step
+                raise ValueError(f"sparse_below={sparse_below!r} with sparse_training={self.sparse_training.name!r}: "
+                                 "it grows weights that take the dense gradient of their step, which sparse "
+                                 "execution does not compute at pruned positions; drop sparse_below, or use it with "
+                                 "IMP or sparse_training='gmp'")
             self.live.listeners.append(self._run_sparse)
         self.sparse_below = sparse_below
         self.run = RunState(label=self.pruner.name)  # with live, metrics and tickets: all of it in state_dict()
@@ -256,8 +262,8 @@ class LotteryTicket(Callback):
         # zeroed gradients keep pruned weights at zero under the usual optimizers; others are re-masked
         self._hooks = [opt.register_step_post_hook(self._after_step) for opt in trainer.optimizers
                        if self.remask_after_step or not preserves_zeros(opt)]
-        if self.sparse_below is not None:  # sparse layers' optimizer steps over their survivors only
-            self._steps = [SurvivorsStep(pl_module, opt) for opt in trainer.optimizers if preserves_zeros(opt)]
+        if self.sparse_below is not None:  # sparse layers' gradients as each optimizer expects them
+            self._steps = [SurvivorsStep(pl_module, opt) for opt in trainer.optimizers]
         if self.clock.early:  # a resumed run whose earlier rounds ended early: its budget is shorter
             self.clock.set_budget(trainer, quiet=True)
         if self._rng_to_restore is not None:
@@ -355,7 +361,8 @@ class LotteryTicket(Callback):
     def _run_sparse(self, pl_module: pl.LightningModule, masks: dict[str, Tensor]) -> None:
         """New masks: Linear layers below `sparse_below` run on their survivors (lottery.sparsity.execution)."""
         batch = getattr(pl_module.trainer.train_dataloader, "batch_size", None) or 60  # the crossover's batch
-        said = apply_sparse(pl_module, masks, self.sparse_below, batch)
+        # survivor-sized weight gradients, except where DDP's reducer expects dense ones
+        said = apply_sparse(pl_module, masks, self.sparse_below, batch, sparse_grad=pl_module.trainer.world_size == 1)
         for step in self._steps:
             step.refresh()
         if said and said != self._said:

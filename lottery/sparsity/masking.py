@@ -39,12 +39,13 @@ class Masker:
     def zero_grads(self) -> None:
         """Zero the gradients of pruned weights, so optimizer state never builds up on them."""
         grads = [p.grad for p in self.params]
-        if all(g is not None for g in grads):  # not `None in grads`: that compares tensors
+        if all(g is not None and not g.is_sparse for g in grads):  # not `None in grads`: that compares tensors
             if grads:
                 torch._foreach_mul_(grads, self.keep)
             return
         for g, k in zip(grads, self.keep):  # some parameters took no part in this step
-            if g is not None:
+            # a survivor-sized (sparse) gradient of lottery.sparsity.execution stores no pruned entry
+            if g is not None and not g.is_sparse:
                 g.mul_(k)
 
     @torch.no_grad()

@@ -211,3 +211,15 @@ def test_a_method_named_by_class_path_alone():
     assert isinstance(method, RigL) and method.distribution == "er"
     with pytest.raises(ValueError, match="names no lottery.sparse_training.SparseTraining subclass"):
         get("torch.nn.Linear")
+
+
+def test_masks_changing_within_a_step_train_the_same_on_sparse_kernels(tmp_path):
+    """GMP changes masks inside a step, after the backward pass: the sparse layers then run on the new survivors,
+    and the step that follows still updates every weight as masked dense training would."""
+    ref_cb, _, ref = run(tmp_path / "dense", Gradual(every=2))
+    cb, _, module = run(tmp_path / "sparse", Gradual(every=2), sparse_below=1.0)
+    assert any("_lottery_pattern" in m.__dict__ for m in module.modules())
+    for n, m in ref_cb.live.masks.items():
+        assert torch.equal(m, cb.live.masks[n]), n
+    for (n, a), b in zip(ref.state_dict().items(), module.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4), n

@@ -137,3 +137,78 @@ def test_the_survivors_step_is_the_masked_dense_step(make_opt):
     for k, v in opt_s.state[sparse.weight].items():
         if isinstance(v, torch.Tensor) and v.dim():
             assert v.shape == (24, 40) and not v[~mask].any(), k
+
+
+def test_the_weight_gradient_is_survivor_sized():
+    """The sparse path's weight gradient holds the survivors only (no full-sized zeros written and scattered into):
+    a sparse tensor equal to the masked dense gradient, in the pattern's row-major order."""
+    torch.manual_seed(0)
+    layer, mask = nn.Linear(40, 24), torch.rand(24, 40) < 0.1
+    ref = nn.Linear(40, 24)
+    with torch.no_grad():
+        layer.weight.mul_(mask)
+    ref.load_state_dict(layer.state_dict())
+    make_sparse(layer, mask, sparse_grad=True)
+    x = torch.randn(6, 40)
+    (layer(x) ** 2).sum().backward()
+    (ref(x) ** 2).sum().backward()
+    grad = layer.weight.grad
+    assert grad.is_sparse and grad._nnz() == int(mask.sum())
+    torch.testing.assert_close(grad.to_dense(), ref.weight.grad * mask)
+    torch.testing.assert_close(grad.coalesce().values(), ref.weight.grad[mask])  # row-major, as Pattern.flat
+
+
+@pytest.mark.parametrize("make_opt", [lambda p: torch.optim.Adam(p, 1e-2), lambda p: torch.optim.LBFGS(p, 0.1)])
+def test_survivor_sized_gradients_reach_any_optimizer_as_it_expects(make_opt):
+    """An elementwise optimizer steps the survivors; any other gets the dense gradient back (LBFGS reads whole
+    tensors). The masker leaves the survivor-sized gradient alone (its pruned entries are not stored)."""
+    from lottery.sparsity import Masker
+    from lottery.sparsity.execution import SurvivorsStep
+
+    torch.manual_seed(0)
+    mask = torch.rand(24, 40) < 0.1
+    dense, sparse = nn.Linear(40, 24), nn.Linear(40, 24)
+    with torch.no_grad():
+        dense.weight.mul_(mask)
+    sparse.load_state_dict(dense.state_dict())
+    make_sparse(sparse, mask, sparse_grad=True)
+    opt_d, opt_s = make_opt(dense.parameters()), make_opt(sparse.parameters())
+    masker_d, masker_s = Masker(dense, {"weight": mask}), Masker(sparse, {"weight": mask})
+    step = SurvivorsStep(sparse, opt_s)
+    for _ in range(3):
+        x = torch.randn(8, 40)
+        for model, opt, masker in ((dense, opt_d, masker_d), (sparse, opt_s, masker_s)):
+            def closure(model=model, opt=opt, masker=masker):
+                opt.zero_grad()
+                loss = (model(x) ** 2).mean()
+                loss.backward()
+                masker.zero_grads()
+                if model is sparse:
+                    step.gather()
+                return loss
+            opt.step(closure)
+    torch.testing.assert_close(sparse.weight, dense.weight)
+    torch.testing.assert_close(sparse.bias, dense.bias)
+    assert not sparse.weight[~mask].any()
+
+
+def test_accumulated_sparse_gradients_train_as_masked_dense(tmp_path):
+    """Two batches' survivor-sized gradients add up (accumulate_grad_batches) to the masked dense sum."""
+    def fit(**kw):
+        pl.seed_everything(0)
+        cb = LotteryTicket(rounds=1, epochs_per_round=1, prune_fraction=0.6, dirpath=str(tmp_path / str(kw)), **kw)
+        module = Module(scheduler=None)
+        trainer(tmp_path / str(kw), [cb], accumulate_grad_batches=2).fit(module)
+        return module
+
+    ref, module = fit(), fit(sparse_below=0.5)
+    assert is_sparse(module.net.fc1)
+    for (n, a), b in zip(ref.state_dict().items(), module.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4), n
+
+
+@pytest.mark.parametrize("method", ["rigl", "set"])
+def test_sparse_execution_with_a_method_that_grows_weights_is_refused(method):
+    """A grown weight's first step (RigL: its choice) reads the dense gradient, which the sparse path leaves out."""
+    with pytest.raises(ValueError, match=f"sparse_below=0.5 with sparse_training='{method}'"):
+        LotteryTicket(sparse_below=0.5, sparse_training=method, epochs_per_round=0, density=0.1)
