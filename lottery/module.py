@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -12,6 +13,7 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from lottery.callback import round_epochs
+from lottery.callback.hooks import switch_off_empty
 from lottery.models import build
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -72,6 +74,8 @@ class ClassificationModule(pl.LightningModule):
         self._train_batches = 0
         self._train_preds: list[Tensor] = []
         self._train_targets: list[Tensor] = []
+        # Lightning calls the six training-step hooks of the module at every step, also the empty ones it does not define
+        switch_off_empty(self, pl.LightningModule)
 
     # training_step is the cross-entropy of forward(x) on (x, y): pruners scoring inside LotteryTicket use their own
     # form of it (GraSP with its temperature) instead of calling training_step (lottery.callback.loss)
@@ -169,3 +173,11 @@ class ClassificationModule(pl.LightningModule):
         round_steps = steps_per_epoch * self._round_epochs()
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: self.lr_factor(s, steps_per_epoch, round_steps))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+# Lightning reads training_step's signature at every step (whether it takes batch_idx), by inspect: 10 us a
+# step, 0.7% of a LeNet-300-100 step on CPU. A function's __signature__ is what inspect answers for it, so the
+# steps' signatures are computed once here (a subclass that redefines a step is inspected as before)
+for _step in (ClassificationModule.training_step, ClassificationModule.validation_step, ClassificationModule.test_step):
+    _step.__signature__ = inspect.signature(_step)
+del _step

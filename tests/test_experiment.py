@@ -1,4 +1,5 @@
 import errno
+from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -45,11 +46,36 @@ def test_fit_checkpoints_at_every_epoch_end_unless_the_config_names_a_checkpoint
     (checkpoint,) = cli.trainer.checkpoint_callbacks
     assert isinstance(checkpoint, resuming.Checkpoint)
     assert checkpoint._save_on_train_epoch_end is True and checkpoint.save_last == "link"
+    # it saves no checkpoint at steps: Lightning does not call it at every step
+    assert checkpoint.on_train_batch_end is None
+    assert callable(resuming.Checkpoint(every_n_train_steps=5).on_train_batch_end)
+    assert callable(resuming.Checkpoint(train_time_interval=timedelta(minutes=5)).on_train_batch_end)
     cli = build_cli(["--config", CONFIG, f"--trainer.default_root_dir={tmp_path}",
                      "--trainer.callbacks+=pytorch_lightning.callbacks.ModelCheckpoint",
                      "--trainer.callbacks.monitor", "val_loss"], run=False)
     (checkpoint,) = cli.trainer.checkpoint_callbacks
     assert type(checkpoint) is ModelCheckpoint and checkpoint.monitor == "val_loss"
+
+
+def test_fit_calls_no_empty_callback_hook_at_every_step(tmp_path):
+    from lottery.callback.hooks import TRAIN_STEP_HOOKS
+
+    cli = build_cli(["--config", CONFIG, f"--trainer.default_root_dir={tmp_path}"], run=False)
+    called = {type(c).__name__: [h for h in TRAIN_STEP_HOOKS if callable(getattr(c, h))] for c in cli.trainer.callbacks}
+    assert called == {"LotteryTicket": ["on_train_batch_start", "on_before_optimizer_step"], "RunConfig": [],
+                      "TQDMProgressBar": ["on_train_batch_end"], "ModelSummary": [], "Checkpoint": []}
+
+
+def test_a_checkpoint_every_n_steps_is_still_written(tmp_path):
+    cli = build_cli(["--config", CONFIG, f"--trainer.default_root_dir={tmp_path}", "--ticket.rounds", "1",
+                     "--ticket.epochs_per_round", "1", "--trainer.limit_train_batches", "6",
+                     "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false",
+                     "--trainer.callbacks+=lottery.resume.Checkpoint", "--trainer.callbacks.every_n_train_steps", "2",
+                     "--trainer.callbacks.save_top_k", "-1", "--trainer.callbacks.dirpath", str(tmp_path / "steps")],
+                    run=False)
+    cli.trainer.fit(cli.model, cli.datamodule)
+    assert sorted(p.name for p in (tmp_path / "steps").glob("*.ckpt")) == [
+        f"epoch={e}-step={s}.ckpt" for e, s in ((0, 2), (0, 4), (0, 6), (1, 10), (1, 12), (1, 8))]
 
 
 def test_a_failed_checkpoint_write_names_the_file(tmp_path):
