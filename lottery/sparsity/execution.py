@@ -63,12 +63,18 @@ class Pattern:
             return grad._values()
         return grad.coalesce()._values()  # several (accumulation): an uncoalesced sum, added up and sorted
 
+    def dense_of(self, grad: Tensor) -> Tensor:
+        """A sparse weight gradient (`gradient`, or a sum of them) as a dense one; torch's to_dense is ~10x slower."""
+        dense = torch.zeros(self.shape[0] * self.shape[1], dtype=grad.dtype, device=grad.device)
+        if grad._indices().data_ptr() == self.coo.data_ptr():
+            return dense.scatter_(0, self.flat, grad._values()).view(self.shape)
+        rows, cols = grad._indices()
+        return dense.scatter_add_(0, rows * self.shape[1] + cols, grad._values()).view(self.shape)  # adds up repeats
+
     def gradient(self, values: Tensor) -> Tensor:
         """The weight gradient from its survivors' values: survivor-sized (sparse COO) or dense with zeros."""
-        if self.sparse_grad:  # no weight-sized zeros written and scattered into: ~100 us of a 3.6% LeNet step
-            return torch.sparse_coo_tensor(self.coo, values, self.shape, is_coalesced=True, check_invariants=False)
-        dense = torch.zeros(self.shape[0] * self.shape[1], dtype=values.dtype, device=values.device)
-        return dense.scatter_(0, self.flat, values).view(self.shape)
+        coo = torch.sparse_coo_tensor(self.coo, values, self.shape, is_coalesced=True, check_invariants=False)
+        return coo if self.sparse_grad else self.dense_of(coo)
 
 
 class _SparseLinear(torch.autograd.Function):
@@ -128,7 +134,7 @@ def _densify_grad(layer: nn.Module) -> None:
     pass) becomes dense, so the step reads it by position, not in the old survivors' order."""
     grad = getattr(layer.weight, "grad", None)
     if grad is not None and grad.is_sparse:
-        layer.weight.grad = grad.to_dense()
+        layer.weight.grad = layer._lottery_pattern.dense_of(grad)
 
 
 def is_sparse(layer: nn.Module) -> bool:
@@ -215,13 +221,17 @@ class SurvivorsStep:
 
     For optimizers whose update is elementwise (SGD, Adam, AdamW, RMSprop, Adagrad: `lottery.sparsity.masking`'s
     ZERO_PRESERVING), this is the same update at every survivor and none at a pruned entry (zero gradient and zero
-    state give zero there), at the cost of the survivors instead of the whole weight. Any other optimizer (and the
-    first step, which makes the optimizer's state) gets a survivor-sized sparse gradient back as the dense one.
+    state give zero there), at the cost of the survivors instead of the whole weight. Any other optimizer, a fused
+    one, and the first step (which makes the optimizer's state) get a survivor-sized sparse gradient back as the
+    dense one.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         self.model, self.optimizer = model, optimizer
-        self.compact = preserves_zeros(optimizer)
+        # fused kernels (CPU, CUDA) go through a whole weight's zeros as fast as through its survivors once
+        # gathered: on LeNet-300-100 at 3.6%, compacting cost 60-70 us more per step with fused Adam and saved
+        # ~540 us with torch's default Adam (benchmarks/ticket_speed.py's breakdown)
+        self.compact = preserves_zeros(optimizer) and not any(g.get("fused") for g in optimizer.param_groups)
         self._swapped: list[tuple[nn.Parameter, Tensor, Tensor, dict[str, Tensor], Tensor]] = []
         self.handles = [optimizer.register_step_post_hook(self._scatter)]
         self.refresh()
@@ -249,7 +259,7 @@ class SurvivorsStep:
                 # the first step makes the optimizer's state, full-sized, on the whole weight; other optimizers
                 # read whole tensors
                 if grad.is_sparse:
-                    p.grad = grad.to_dense()
+                    p.grad = pattern.dense_of(grad)
                 continue
             full, flat = p.data, pattern.flat
             state = {k: v for k, v in optimizer.state.get(p, {}).items() if isinstance(v, Tensor) and v.shape == full.shape}

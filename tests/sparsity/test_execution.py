@@ -158,10 +158,12 @@ def test_the_weight_gradient_is_survivor_sized():
     torch.testing.assert_close(grad.coalesce().values(), ref.weight.grad[mask])  # row-major, as Pattern.flat
 
 
-@pytest.mark.parametrize("make_opt", [lambda p: torch.optim.Adam(p, 1e-2), lambda p: torch.optim.LBFGS(p, 0.1)])
+@pytest.mark.parametrize("make_opt", [lambda p: torch.optim.Adam(p, 1e-2), lambda p: torch.optim.LBFGS(p, 0.1),
+                                      lambda p: torch.optim.Adam(p, 1e-2, fused=True)])
 def test_survivor_sized_gradients_reach_any_optimizer_as_it_expects(make_opt):
     """An elementwise optimizer steps the survivors; any other gets the dense gradient back (LBFGS reads whole
-    tensors). The masker leaves the survivor-sized gradient alone (its pruned entries are not stored)."""
+    tensors), and so does a fused one (its kernels cost no more over the pruned zeros than a gather and scatter).
+    The masker leaves the survivor-sized gradient alone (its pruned entries are not stored)."""
     from lottery.sparsity import Masker
     from lottery.sparsity.execution import SurvivorsStep
 
@@ -190,6 +192,9 @@ def test_survivor_sized_gradients_reach_any_optimizer_as_it_expects(make_opt):
     torch.testing.assert_close(sparse.weight, dense.weight)
     torch.testing.assert_close(sparse.bias, dense.bias)
     assert not sparse.weight[~mask].any()
+    # the last step's gradient: survivor-sized where the step ran on survivors, dense where the optimizer read it
+    assert step.compact == (type(opt_s) is torch.optim.Adam and not opt_s.param_groups[0]["fused"])
+    assert sparse.weight.grad.is_sparse == step.compact
 
 
 def test_accumulated_sparse_gradients_train_as_masked_dense(tmp_path):
