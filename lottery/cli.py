@@ -19,7 +19,7 @@ TOOLS = {
     "stability": "lottery stability --config configs/NAME.yaml --rewinds 0 100 500 [--points 11]: instability per rewind point",
     "compare": "lottery compare --config configs/compare_NAME.yaml [--workers N] [--launcher local|ray]: a grid of runs",
     "export": "lottery export TICKET --config CONFIG.yaml --to csr|compact|semi-structured --out DIR [--weights CKPT] "
-              "[--batch-size N]: a trained ticket as an inference model (model.safetensors, export.json)",
+              "[--batch-size N [--threads T]]: a trained ticket as an inference model (model.safetensors, export.json)",
 }
 
 
@@ -68,7 +68,13 @@ def _tool(argv: list[str]) -> None:
                             "last round's); 'ticket': the ticket's rewind values (untrained)")
         parser.add_argument("--batch-size", type=int, default=None, help="csr: time each layer at this batch here and "
                             "keep it dense where CSR is slower (default: every masked layer CSR)")
+        parser.add_argument("--threads", type=int, default=None, help="with --batch-size: the torch threads to time "
+                            "with, as the model will run (default: torch's default here)")
         ns = parser.parse_args(argv[1:])
+        if ns.threads:
+            import torch
+
+            torch.set_num_threads(ns.threads)
         if not Path(ns.config).is_file():
             raise SystemExit(f"lottery export: error: no config at {ns.config}; pass the run's config.yaml or the "
                              "configs/NAME.yaml it was started with")

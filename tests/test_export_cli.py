@@ -56,10 +56,15 @@ def test_export_writes_the_run_s_trained_ticket_and_load_rebuilds_it(run, to, ca
 def test_export_takes_weights_from_a_file_or_the_ticket_and_chooses_per_layer_at_a_batch(run, capsys):
     folder, ticket, trained = run
     save_file(trained.state_dict(), folder / "trained.safetensors")
-    main(export_args(folder, "--to", "csr", "--weights", str(folder / "trained.safetensors"), "--batch-size", "1"))
+    threads = torch.get_num_threads()
+    try:
+        main(export_args(folder, "--to", "csr", "--weights", str(folder / "trained.safetensors"), "--batch-size", "1",
+                         "--threads", "1"))
+    finally:
+        torch.set_num_threads(threads)
     printed = capsys.readouterr().out
     for layer in ("net.0", "net.2"):
-        assert f"{layer}: csr (at batch 1" in printed or f"{layer}: dense (at batch 1" in printed
+        assert f"{layer}: csr (at batch 1, threads=1:" in printed or f"{layer}: dense (at batch 1, threads=1:" in printed
     x = torch.randn(1, 8)
     torch.testing.assert_close(load(folder / "out")(x), trained(x), atol=1e-5, rtol=1e-5)
     main(export_args(folder, "--to", "compact", "--weights", "ticket"))  # the rewind values: untrained

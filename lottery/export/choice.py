@@ -30,8 +30,11 @@ def choose(model: nn.Module, candidates: dict[str, nn.Module], batch_size: int, 
             dense, x = model.get_submodule(name), inputs[name]
             dense_t, sparse_t = pair(lambda d=dense, x=x: d(x), lambda s=sparse, x=x: s(x), repeats)
             kind = "csr" if sparse_t < dense_t else "dense"
-            choices[name] = (f"{kind} (at batch {batch_size}: csr {1e6 * sparse_t:.1f} us, dense {1e6 * dense_t:.1f} us, "
-                             f"{dense_t / sparse_t:.2f}x)")
+            # the thread count is part of the answer: on this project's 2-core machine, busy with other work, a kernel
+            # that runs on 2 threads (CSR's matrix-vector product, a dense batch of 60) took ~8 ms waiting for the
+            # other core, and 10-300 us on one thread
+            choices[name] = (f"{kind} (at batch {batch_size}, threads={torch.get_num_threads()}: csr "
+                             f"{1e6 * sparse_t:.1f} us, dense {1e6 * dense_t:.1f} us, {dense_t / sparse_t:.2f}x)")
             log.info("export: %s runs %s", name, choices[name])
     return choices
 
