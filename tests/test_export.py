@@ -260,3 +260,38 @@ def test_load_refuses_what_is_not_an_export(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"\x80\x04junk")
     with pytest.raises(ExportFormatError, match="has format 'onnx'; this lottery reads 'lottery-export' v1"):
         load(tmp_path)
+
+
+def test_compact_leaves_a_layer_whose_output_is_used_twice():
+    class Skip(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.out = nn.Linear(4, 4), nn.Linear(4, 2)
+
+        def forward(self, x):
+            h = self.fc(x)
+            return self.out(torch.relu(h) + h)  # h also skips the relu: its units are not a chain's to remove
+
+    torch.manual_seed(0)
+    model = Skip()
+    masks = all_kept(model)
+    masks["fc.weight"][1] = False
+    exported = export(model, masks, to="compact")
+    assert exported.fc.out_features == 4 and exported.compact_removed == 0
+    x = torch.randn(3, 4)
+    torch.testing.assert_close(exported(x), masked(model, masks)(x))
+
+
+def test_load_refuses_inconsistent_csr_arrays(tmp_path, ticket_and_model):
+    from safetensors.torch import load_file, save_file
+
+    from lottery.export import ExportFormatError, load, save
+
+    ticket, model = ticket_and_model
+    save(export(model, ticket, to="csr"), tmp_path, init_args={"sizes": [20, 64, 32, 4]})
+    torch.testing.assert_close(load(tmp_path)(torch.ones(1, 20)), masked(model, ticket.masks)(torch.ones(1, 20)))
+    tensors = load_file(tmp_path / "model.safetensors")
+    tensors["fc1.weight.col_indices"][0] = 10_000  # out of bounds: would read past the input
+    save_file(tensors, tmp_path / "model.safetensors")
+    with pytest.raises(ExportFormatError, match="tensors are inconsistent .*export the ticket again"):
+        load(tmp_path)

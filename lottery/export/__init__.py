@@ -70,12 +70,12 @@ def export(model: nn.Module, ticket: Ticket | Mapping[str, Tensor], to: str = "c
         return compact(out, masks)
     if to == "semi-structured":
         for name, module in list(out.named_modules()):
-            if isinstance(module, nn.Linear) and f"{name}.weight" in masks:
+            if isinstance(module, nn.Linear) and _key(name) in masks:
                 set_module(out, name, semi_structured(name, module))
         return out
     candidates, choices = {}, {}
     for name, module in list(out.named_modules()):
-        if f"{name}.weight" not in masks:
+        if _key(name) not in masks:
             continue
         if isinstance(module, nn.Linear):
             candidates[name] = CSRLinear(module.weight, module.bias)
@@ -131,6 +131,11 @@ def export_ticket(ticket: str | os.PathLike, spec: dict[str, Any], to: str, out:
     if to == "compact":
         lines.append(f"compact: {exported.compact_removed} neurons and channels removed")
     return [*lines, f"wrote {path} and {Path(out) / 'model.safetensors'}"]
+
+
+def _key(module_name: str) -> str:
+    """The parameter name of a module's weight (the model itself: "weight")."""
+    return f"{module_name}.weight" if module_name else "weight"
 
 
 def _check_cuda(model: nn.Module | None) -> None:

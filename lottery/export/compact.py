@@ -56,7 +56,8 @@ def compact(model: nn.Module, masks: Mapping[str, Tensor]) -> nn.Module:
                 user = None
                 break
             chain.append(user)
-        second = None if user is None else _layer(user, modules, calls)
+        # the layer's output used twice (a skip connection) ends the walk at the layer itself: not a chain
+        second = None if user is None or user is node else _layer(user, modules, calls)
         if second is None or not _fits(first, second, flat):
             continue
         removed += _shrink(model, node.target, user.target, chain, modules, flat)
@@ -106,8 +107,8 @@ def _per_unit(node: object, modules: dict[str, nn.Module], conv: bool) -> bool:
         return True
     if not conv:
         return False
-    if isinstance(module, nn.AvgPool2d):  # zero padding counted in the average would change a constant at the border
-        return module.padding in (0, (0, 0)) or not module.count_include_pad
+    if isinstance(module, nn.AvgPool2d):  # padding or a clipped last window would change a constant at the border
+        return module.padding in (0, (0, 0)) and not module.ceil_mode
     return isinstance(module, (*POOLS, nn.BatchNorm2d))
 
 

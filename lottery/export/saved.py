@@ -108,24 +108,14 @@ def load(folder: str | os.PathLike) -> nn.Module:
         raise ExportFormatError(f"{folder / TENSORS} is not a readable safetensors file ({type(err).__name__}: {err}); "
                                 "export the ticket again") from None
     model = build(description["model"]).eval()
-    for name, layer in description["layers"].items():
-        original = model.get_submodule(name)
-        kind, shape = layer["kind"], layer["shape"]
-        if kind.startswith("csr-"):
-            parts = [tensors.pop(f"{name}.weight.{p}") for p in CSR_PARTS]
-            # checked: indices from a file must not send the kernels out of bounds
-            weight = torch.sparse_csr_tensor(*parts, size=tuple(shape), check_invariants=True)
-            bias = tensors.get(f"{name}.bias") if layer["bias"] else None
-            set_module(model, name, CSRLinear(weight, bias) if kind == "csr-linear" else CSRConv2d(original, weight, bias))
-        elif list(original.weight.shape if kind != "batchnorm2d" else [original.num_features]) != shape or (
-                kind != "batchnorm2d" and (original.bias is not None) != layer["bias"]):
-            out_size, in_size = shape[0], (shape[1] if len(shape) > 1 else 0)
-            set_module(model, name, resized(original, out_size, in_size, layer.get("bias", True)))
     try:
+        for name, layer in description["layers"].items():
+            _rebuild(model, name, layer, tensors)
         model.load_state_dict(tensors, strict=True)
-    except RuntimeError as err:
-        raise ExportFormatError(f"{folder} does not fit the model export.json names ({err}); export the ticket again "
-                                "with this version of the model's code") from None
+    except (AttributeError, KeyError, RuntimeError, TypeError, ValueError) as err:
+        raise ExportFormatError(f"{folder} does not fit the model export.json names, or its tensors are inconsistent "
+                                f"({type(err).__name__}: {err}); export the ticket again with this version of the "
+                                "model's code") from None
     packed = {n: layer for n, layer in description["layers"].items() if layer["kind"] == "semi-structured-linear"}
     if packed:
         if not torch.cuda.is_available():
@@ -136,6 +126,23 @@ def load(folder: str | os.PathLike) -> nn.Module:
             set_module(model, name, semi_structured(name, model.get_submodule(name)))
     model.export_format, model.export_choices = description["to"], description.get("choices", {})
     return model
+
+
+def _rebuild(model: nn.Module, name: str, layer: dict[str, Any], tensors: dict[str, Tensor]) -> None:
+    """Put back layer `name` as export.json describes it: CSR from its index arrays (taken out of `tensors`), or a
+    Linear, Conv2d or BatchNorm2d of the recorded sizes where they differ from the model's."""
+    original = model.get_submodule(name)
+    kind, shape = layer["kind"], layer["shape"]
+    if kind.startswith("csr-"):
+        parts = [tensors.pop(f"{name}.weight.{p}") for p in CSR_PARTS]
+        # checked: index arrays from a file must not send the kernels out of bounds
+        weight = torch.sparse_csr_tensor(*parts, size=tuple(shape), check_invariants=True)
+        bias = tensors.get(f"{name}.bias") if layer["bias"] else None
+        set_module(model, name, CSRLinear(weight, bias) if kind == "csr-linear" else CSRConv2d(original, weight, bias))
+        return
+    size = [original.num_features] if kind == "batchnorm2d" else list(original.weight.shape)
+    if size != shape or (kind != "batchnorm2d" and (original.bias is not None) != layer["bias"]):
+        set_module(model, name, resized(original, shape[0], shape[1] if len(shape) > 1 else 0, layer.get("bias", True)))
 
 
 def read_description(folder: Path) -> dict[str, Any]:
