@@ -241,6 +241,9 @@ def test_save_and_load_rebuild_the_export_without_unpickling(tmp_path, monkeypat
     monkeypatch.setattr(pickle, "load", refuse)
     monkeypatch.setattr(pickle, "loads", refuse)
     loaded = load(tmp_path / "out")
+    import lottery
+
+    assert lottery.export.load is load and lottery.export.save is save  # `lottery.export` is the function
     x = torch.randn(2, 3, 8, 8)
     torch.testing.assert_close(loaded(x), masked(model, masks)(x), atol=1e-5, rtol=1e-5)
     assert [type(m).__name__ for m in loaded.modules()] == [type(m).__name__ for m in exported.modules()]
