@@ -18,6 +18,7 @@ import argparse
 import copy
 import statistics
 import time
+import warnings
 
 import torch
 from torch import nn
@@ -33,11 +34,11 @@ def lenet300() -> nn.Sequential:
     return nn.Sequential(nn.Linear(784, 300), nn.ReLU(), nn.Linear(300, 100), nn.ReLU(), nn.Linear(100, 10))
 
 
-def ticket(model: nn.Module, round: int) -> dict[str, torch.Tensor]:
+def ticket(model: nn.Module, round: int, layers: dict[str, float] = LAYERS) -> dict[str, torch.Tensor]:
     """Layerwise magnitude masks of IMP round `round` (exact counts)."""
     params = dict(model.named_parameters())
     masks = {}
-    for name, p in LAYERS.items():
+    for name, p in layers.items():
         w = params[name].detach().abs().flatten()
         keep = int(w.numel() * (1 - p) ** round + 0.5)
         mask = torch.zeros_like(w, dtype=torch.bool)
@@ -76,10 +77,52 @@ def train_step(model: nn.Module, masks: dict[str, torch.Tensor], x: torch.Tensor
     return step
 
 
+def masked_copy(model: nn.Module, masks: dict[str, torch.Tensor]) -> nn.Module:
+    """A copy of `model` with its pruned weights at zero."""
+    model = copy.deepcopy(model)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if n in masks:
+                p.mul_(masks[n])
+    return model
+
+
+def conv_section(pairs: int) -> None:
+    """Conv-2 (Frankle & Carbin's CIFAR-10 network: two 3x3 convs, then Linear 16384->256->256->10) at IMP rounds
+    with their rates (convs 10%, hidden Linear 20%, output 10% per round): a training step at batch 60 with
+    sparse_below="auto" (its Linear layers below their crossover on CSR; convs stay dense), and inference with each
+    export format."""
+    from lottery.models import build
+
+    torch.manual_seed(0)
+    base = build("conv2")
+    layers = {n: (0.1 if n.startswith("features") or n == "classifier.5.weight" else 0.2)
+              for n, p in base.named_parameters() if p.dim() > 1}
+    x60, y60, x1 = torch.randn(60, 3, 32, 32), torch.randint(0, 10, (60,)), torch.randn(1, 3, 32, 32)
+    print(f"Conv-2 (CIFAR-10 shapes), {pairs} adjacent pairs per figure; ratio = masked dense time / the other")
+    print("round  density  train fused, auto  csr b1  csr b1 per-layer  csr b60  compact b1  compact b60")
+    for round in (0, 10, 20):
+        masks = ticket(base, round, layers)
+        density = sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
+        dense, auto = masked_copy(base, masks), masked_copy(base, masks)
+        apply_sparse(auto, masks, "auto", 60, sparse_grad=True)
+        train = median_ratio(train_step(dense, masks, x60, y60, True), train_step(auto, masks, x60, y60, True), pairs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # export's notes on layers it keeps dense
+            formats = {"csr": export(base, masks, to="csr"), "compact": export(base, masks, to="compact"),
+                       "chosen": export(base, masks, to="csr", batch_size=1, example_input=x1)}
+        with torch.no_grad():
+            r = {(f, b): median_ratio(lambda x=x: dense(x), lambda m=m, x=x: m(x), pairs)
+                 for f, m in formats.items() for b, x in ((1, x1), (60, x60)) if not (f == "chosen" and b == 60)}
+        print(f"{round:5d}  {100 * density:6.2f}%  {train:16.2f}x  {r['csr', 1]:5.2f}x  {r['chosen', 1]:15.2f}x  "
+              f"{r['csr', 60]:6.2f}x  {r['compact', 1]:9.2f}x  {r['compact', 60]:10.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=30)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--conv-pairs", type=int, default=5, help="adjacent pairs per Conv-2 figure (0: skip it)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -93,13 +136,7 @@ def main() -> None:
     for round in range(16):
         masks = ticket(base, round)
         density = sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
-        dense, sparse = copy.deepcopy(base), copy.deepcopy(base)
-        with torch.no_grad():
-            for model in (dense, sparse):
-                for n, p in model.named_parameters():
-                    if n in masks:
-                        p.mul_(masks[n])
-        auto = copy.deepcopy(sparse)
+        dense, sparse, auto = masked_copy(base, masks), masked_copy(base, masks), masked_copy(base, masks)
         for name, mask in masks.items():
             make_sparse(sparse.get_submodule(name.rsplit(".", 1)[0]), mask, sparse_grad=True)
         # only the layers below their shape's measured crossover, as LotteryTicket(sparse_below="auto") runs them
@@ -118,6 +155,8 @@ def main() -> None:
     print("crossover density (sparse forward+backward faster below it; 0 = never at the densities tried):")
     for shape in ((300, 784), (100, 300), (10, 100)):
         print(f"  Linear {shape[1]}->{shape[0]} at batch 60: {crossover(shape, 60):.2f}")
+    if args.conv_pairs:
+        conv_section(args.conv_pairs)
 
 
 if __name__ == "__main__":
