@@ -104,19 +104,25 @@ def test_a_resumed_sparse_run_is_bit_identical(tmp_path):
         assert torch.equal(a, b), n
 
 
-@pytest.mark.parametrize("make_opt", [lambda p: torch.optim.Adam(p, 1e-2), lambda p: torch.optim.AdamW(p, 1e-2),
-                                      lambda p: torch.optim.SGD(p, 0.1, momentum=0.9, weight_decay=1e-3)])
-def test_the_survivors_step_is_the_masked_dense_step(make_opt):
-    from lottery.sparsity import Masker
-    from lottery.sparsity.execution import SurvivorsStep
-
+def twin_layers(sparse_grad: bool = False):
+    """A 10%-dense mask and two equal masked Linear layers: the second on the sparse path."""
     torch.manual_seed(0)
     mask = torch.rand(24, 40) < 0.1
     dense, sparse = nn.Linear(40, 24), nn.Linear(40, 24)
     with torch.no_grad():
         dense.weight.mul_(mask)
     sparse.load_state_dict(dense.state_dict())
-    make_sparse(sparse, mask)
+    make_sparse(sparse, mask, sparse_grad=sparse_grad)
+    return mask, dense, sparse
+
+
+@pytest.mark.parametrize("make_opt", [lambda p: torch.optim.Adam(p, 1e-2), lambda p: torch.optim.AdamW(p, 1e-2),
+                                      lambda p: torch.optim.SGD(p, 0.1, momentum=0.9, weight_decay=1e-3)])
+def test_the_survivors_step_is_the_masked_dense_step(make_opt):
+    from lottery.sparsity import Masker
+    from lottery.sparsity.execution import SurvivorsStep
+
+    mask, dense, sparse = twin_layers()
     opt_d, opt_s = make_opt(dense.parameters()), make_opt(sparse.parameters())
     masker, step = Masker(dense, {"weight": mask}), SurvivorsStep(sparse, opt_s)
     for i in range(5):
@@ -167,13 +173,7 @@ def test_survivor_sized_gradients_reach_any_optimizer_as_it_expects(make_opt):
     from lottery.sparsity import Masker
     from lottery.sparsity.execution import SurvivorsStep
 
-    torch.manual_seed(0)
-    mask = torch.rand(24, 40) < 0.1
-    dense, sparse = nn.Linear(40, 24), nn.Linear(40, 24)
-    with torch.no_grad():
-        dense.weight.mul_(mask)
-    sparse.load_state_dict(dense.state_dict())
-    make_sparse(sparse, mask, sparse_grad=True)
+    mask, dense, sparse = twin_layers(sparse_grad=True)
     opt_d, opt_s = make_opt(dense.parameters()), make_opt(sparse.parameters())
     masker_d, masker_s = Masker(dense, {"weight": mask}), Masker(sparse, {"weight": mask})
     step = SurvivorsStep(sparse, opt_s)
