@@ -21,7 +21,7 @@ lottery's ClassificationModule asks for the fused kernels (same update rule; see
 is part of why it keeps up with the plain loop despite Lightning's per-step machinery; the last line
 compares with a plain loop given fused Adam too, so both effects can be told apart.
 
-    python benchmarks/epoch_speed.py [--epochs 6] [--repeats 2] [--only-shipped] [--full]
+    python benchmarks/epoch_speed.py [--epochs 6] [--repeats 2] [--only-shipped] [--threads N] [--full]
 
 `--full` also times the whole quickstart, `lottery fit --config configs/lenet300_fashion_imp.yaml`.
 """
@@ -202,7 +202,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="runs with and without the progress bar, and as shipped")
     parser.add_argument("--full", action="store_true", help="also time the full quickstart config")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default torch's: one per core); on a machine other work keeps busy, "
+                             "1 keeps a thread of each op from waiting for the other cores (steadier pairs)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     dm = FashionMNIST(batch_size=60)
     dm.setup("fit")
     where = torch.cuda.get_device_name(0) if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
