@@ -5,7 +5,7 @@ its printed output goes into the document verbatim, its headline lines into the 
 device present it also times the epoch-speed ratio on the GPU and a full 15-round LeNet-300-100 IMP run
 (configs/lenet300_fashion_results.yaml) there.
 
-    python benchmarks/run_all.py [--quick]     # about 15 min on the 2-core development CPU
+    python benchmarks/run_all.py [--quick]     # about 35 min on the 2-core development CPU
 """
 
 from __future__ import annotations
@@ -54,6 +54,10 @@ def benches(quick: bool, cuda: bool) -> list[Bench]:
         Bench("Ticket speed: sparse kernels against masked dense (LeNet-300-100, 15 IMP densities)",
               ["benchmarks/ticket_speed.py", *(["--pairs", "3"] if quick else [])], r"^\s+15 |Linear 784",
               "a <=5% ticket trains >= 2x faster per step; csr inference >= 2x at batch 1 and 60"),
+        Bench("Sparse rounds end to end: the 15-round results config, masked dense / sparse_below=auto",
+              ["benchmarks/sparse_rounds.py", *(["--quick", "--seeds", "0", "--out", "runs/sparse_rounds_quick"]
+                                                if quick else [])], r"^\s+1[1-5] |^seed ",
+              "15 rounds >= 1.2x faster end to end, accuracies within the seeds' spread"),
         Bench("Comparison throughput", ["benchmarks/compare_throughput.py", "--workers", str(os.cpu_count() or 1)],
               r"cells/hour|speed-up", "speed-up near the number of workers"),
     ]

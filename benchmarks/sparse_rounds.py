@@ -6,7 +6,7 @@ alike; each records the wall time of every epoch (`EpochClock`). Printed per rou
 (mean over seeds) and their ratio, and test accuracy at the early-stopping iteration (mean ± std over seeds); then
 the whole run's wall time, masked / sparse, per seed.
 
-    python benchmarks/sparse_rounds.py [--seeds 0 1 2] [--out runs/sparse_rounds]   # ~15 min on 2 cores
+    python benchmarks/sparse_rounds.py [--seeds 0 1 2] [--out runs/sparse_rounds]   # 6-10 min a seed on 2 cores
     python benchmarks/sparse_rounds.py --quick                                      # 2 rounds of 40 batches
 """
 
