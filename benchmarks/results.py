@@ -148,8 +148,8 @@ def claims(acc: dict[str, dict], end: dict[str, dict], steps: dict[str, dict], d
 
     holds = imp_low is not None and imp_low <= last + 1e-9
     out.append(
-        f"**Winning tickets match the dense network's accuracy down to about 3.6% of the weights "
-        f"(Frankle & Carbin: round 15; best +0.3 pp at 13.5%).** "
+        "**Winning tickets match the dense network's accuracy down to about 3.6% of the weights "
+        "(Frankle & Carbin: round 15; best +0.3 pp at 13.5%).** "
         + ("Holds. " if holds else ("Holds only in part. " if imp_low is not None and imp_low < dense_d else "Does not hold. "))
         + f"Dense test accuracy at the early-stopping iteration is {dense:.2f} ± {dense_std:.2f}%. IMP tickets stay "
         f"within {TOLERANCE} pp of it (or above) down to {pct(imp_low)} of the weights"
@@ -164,7 +164,7 @@ def claims(acc: dict[str, dict], end: dict[str, dict], steps: dict[str, dict], d
     earlier = reinit_low is None or (imp_low is not None and reinit_low > imp_low + 1e-9)
     wider = sum(acc["imp"][d][0] - acc["imp_reinit"][d][0] > acc["imp"][d][1] + acc["imp_reinit"][d][1] for d in pruned)
     out.append(
-        f"**Randomly reinitialized tickets fall below dense accuracy earlier (paper: at about 21.1%).** "
+        "**Randomly reinitialized tickets fall below dense accuracy earlier (paper: at about 21.1%).** "
         + ("Holds. " if earlier and wider else "Holds only in part. " if earlier or wider else "Does not hold. ")
         + f"The same masks with fresh Glorot weights stay within {TOLERANCE} pp of dense down to {pct(reinit_low)} "
         f"(winning tickets: {pct(imp_low)}). IMP minus reinitialized, at the paper's landmarks: {gaps}. The gap "
@@ -178,8 +178,8 @@ def claims(acc: dict[str, dict], end: dict[str, dict], steps: dict[str, dict], d
     slower = sum(steps["imp_reinit"][d][0] > steps["imp"][d][0] for d in pruned)
     learns = drop > 0 and slower > len(pruned) / 2
     out.append(
-        f"**Winning tickets learn faster: their early-stopping iteration (minimum validation loss) comes sooner "
-        f"(paper: fastest at 21.1%, about 38% sooner than dense).** "
+        "**Winning tickets learn faster: their early-stopping iteration (minimum validation loss) comes sooner "
+        "(paper: fastest at 21.1%, about 38% sooner than dense).** "
         + ("Holds. " if learns else "Holds only in part. " if drop > 0 or slower > len(pruned) / 2 else "Does not hold. ")
         + f"Dense stops at iteration {dense_step:.0f} (mean of 3 seeds); the fastest tickets are at {pct(fastest)}, "
         f"iteration {steps['imp'][fastest][0]:.0f} ({100 * drop:.0f}% sooner). Reinitialized tickets stop later than "
@@ -191,8 +191,8 @@ def claims(acc: dict[str, dict], end: dict[str, dict], steps: dict[str, dict], d
     order = sorted(PAI, key=lambda n: -means[n])
     beats = [n for n in PAI if n != "random" and acc[n][last][0] > acc["random"][last][0]]
     out.append(
-        f"**Pruning at initialization falls short of IMP with rewinding to init at the same densities "
-        f"(Frankle et al. 2021).** "
+        "**Pruning at initialization falls short of IMP with rewinding to init at the same densities "
+        "(Frankle et al. 2021).** "
         + ("Holds. " if all(acc["imp"][last][0] > acc[n][last][0] for n in PAI) else "Does not hold at every method. ")
         + f"At {pct(last)}: IMP {pm(acc['imp'], last)}%, "
         + ", ".join(f"{n} {pm(acc[n], last)}%" for n in PAI)
