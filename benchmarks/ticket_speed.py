@@ -47,14 +47,20 @@ def ticket(model: nn.Module, round: int, layers: dict[str, float] = LAYERS) -> d
     return masks
 
 
+DEVICE = torch.device("cpu")  # set by --device
+
+
 def median_ratio(slow, fast, pairs: int) -> float:
-    """Median over adjacent pairs of time(slow) / time(fast), the order alternating."""
+    """Median over adjacent pairs of time(slow) / time(fast), the order alternating (a GPU synchronized around each)."""
+    sync = torch.cuda.synchronize if DEVICE.type == "cuda" else (lambda: None)
     ratios = []
     for i in range(pairs + 2):
         times = {}
         for which in ((slow, fast) if i % 2 else (fast, slow)):
+            sync()
             start = time.perf_counter()
             which()
+            sync()
             times[which] = time.perf_counter() - start
         if i >= 2:  # warm-up pairs
             ratios.append(times[slow] / times[fast])
@@ -87,6 +93,32 @@ def masked_copy(model: nn.Module, masks: dict[str, torch.Tensor]) -> nn.Module:
     return model
 
 
+def chosen_csr(model: nn.Module, masks: dict[str, torch.Tensor], x1: torch.Tensor) -> nn.Module:
+    """The csr export with the per-layer choice at batch 1; on a GPU (whose kernels that choice does not time
+    synchronously) the all-CSR one."""
+    if DEVICE.type == "cuda":
+        return export(model, masks, to="csr")
+    return export(model, masks, to="csr", batch_size=1, example_input=x1)
+
+
+def semi_structured_section(pairs: int) -> None:
+    """CUDA only: a 2:4 ticket of a 4096x4096 Linear layer (half precision), masked dense against
+    export(to="semi-structured"), torch's 2:4 kernels, at batches 60 and 2048."""
+    torch.manual_seed(0)
+    layer = nn.Sequential(nn.Linear(4096, 4096)).half().to(DEVICE)
+    w = layer[0].weight.detach().abs().reshape(-1, 4)
+    keep = torch.zeros_like(w, dtype=torch.bool).scatter_(1, w.topk(2, dim=1).indices, True)  # 2 of every 4 inputs
+    masks = {"0.weight": keep.view_as(layer[0].weight)}
+    dense = masked_copy(layer, masks)
+    semi = export(layer, masks, to="semi-structured")
+    print("2:4 ticket, Linear 4096->4096 in float16; ratio = masked dense / semi-structured")
+    with torch.no_grad():
+        for batch in (60, 2048):
+            x = torch.randn(batch, 4096, dtype=torch.half, device=DEVICE)
+            torch.testing.assert_close(semi(x), dense(x), atol=0.05, rtol=0.01)
+            print(f"  batch {batch}: {median_ratio(lambda x=x: dense(x), lambda x=x: semi(x), pairs):.2f}x")
+
+
 def conv_section(pairs: int) -> None:
     """Conv-2 (Frankle & Carbin's CIFAR-10 network: two 3x3 convs, then Linear 16384->256->256->10) at IMP rounds
     with their rates (convs 10%, hidden Linear 20%, output 10% per round): a training step at batch 60 with
@@ -95,10 +127,11 @@ def conv_section(pairs: int) -> None:
     from lottery.models import build
 
     torch.manual_seed(0)
-    base = build("conv2")
+    base = build("conv2").to(DEVICE)
     layers = {n: (0.1 if n.startswith("features") or n == "classifier.5.weight" else 0.2)
               for n, p in base.named_parameters() if p.dim() > 1}
-    x60, y60, x1 = torch.randn(60, 3, 32, 32), torch.randint(0, 10, (60,)), torch.randn(1, 3, 32, 32)
+    x60, y60, x1 = (t.to(DEVICE) for t in (torch.randn(60, 3, 32, 32), torch.randint(0, 10, (60,)),
+                                            torch.randn(1, 3, 32, 32)))
     print(f"Conv-2 (CIFAR-10 shapes), {pairs} adjacent pairs per figure; ratio = masked dense time / the other")
     print("round  density  train fused, auto  csr b1  csr b1 per-layer  csr b60  compact b1  compact b60")
     for round in (0, 10, 20):
@@ -110,7 +143,7 @@ def conv_section(pairs: int) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # export's notes on layers it keeps dense
             formats = {"csr": export(base, masks, to="csr"), "compact": export(base, masks, to="compact"),
-                       "chosen": export(base, masks, to="csr", batch_size=1, example_input=x1)}
+                       "chosen": chosen_csr(base, masks, x1)}
         with torch.no_grad():
             r = {(f, b): median_ratio(lambda x=x: dense(x), lambda m=m, x=x: m(x), pairs)
                  for f, m in formats.items() for b, x in ((1, x1), (60, x60)) if not (f == "chosen" and b == 60)}
@@ -123,12 +156,16 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=30)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--conv-pairs", type=int, default=5, help="adjacent pairs per Conv-2 figure (0: skip it)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (adds the 2:4 semi-structured figures)")
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = torch.device(args.device)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    base = lenet300()
-    x60, y60, x1 = torch.randn(60, 784), torch.randint(0, 10, (60,)), torch.randn(1, 784)
-    print(f"torch {torch.__version__}, {args.threads} thread(s), {args.pairs} adjacent pairs per figure")
+    base = lenet300().to(DEVICE)
+    x60, y60, x1 = (t.to(DEVICE) for t in (torch.randn(60, 784), torch.randint(0, 10, (60,)), torch.randn(1, 784)))
+    where = torch.cuda.get_device_name() if DEVICE.type == "cuda" else f"{args.threads} thread(s)"
+    print(f"torch {torch.__version__}, {where}, {args.pairs} adjacent pairs per figure")
     print("train step: masked dense / sparse path, with the run's fused Adam (ClassificationModule) and with torch's "
           "default Adam; inference: masked dense / csr export")
     print("round  density  train fused, all sparse  train fused, auto  train default Adam, auto  inference b1  "
@@ -145,7 +182,7 @@ def main() -> None:
         for fused, model in ((True, sparse), (True, auto), (False, auto)):
             ratios.append(median_ratio(train_step(dense, masks, x60, y60, fused), train_step(model, masks, x60, y60, fused),
                                        args.pairs))
-        csr, chosen = export(base, masks, to="csr"), export(base, masks, to="csr", batch_size=1)
+        csr, chosen = export(base, masks, to="csr"), chosen_csr(base, masks, x1)
         with torch.no_grad():
             b1 = median_ratio(lambda: dense(x1), lambda: csr(x1), args.pairs)
             b1_chosen = median_ratio(lambda: dense(x1), lambda: chosen(x1), args.pairs)
@@ -154,9 +191,11 @@ def main() -> None:
               f"{b1:11.2f}x  {b1_chosen:11.2f}x  {b60:12.2f}x")
     print("crossover density (sparse forward+backward faster below it; 0 = never at the densities tried):")
     for shape in ((300, 784), (100, 300), (10, 100)):
-        print(f"  Linear {shape[1]}->{shape[0]} at batch 60: {crossover(shape, 60):.2f}")
+        print(f"  Linear {shape[1]}->{shape[0]} at batch 60: {crossover(shape, 60, DEVICE):.2f}")
     if args.conv_pairs:
         conv_section(args.conv_pairs)
+    if DEVICE.type == "cuda":
+        semi_structured_section(args.pairs)
 
 
 if __name__ == "__main__":
