@@ -76,11 +76,12 @@ def main() -> None:
                  "--trainer.limit_val_batches", "2", "--trainer.limit_test_batches", "2"]
         epochs_per_round = 1
     out = ROOT / args.out
-    results = {}
+    results, reused = {}, []
     for seed in args.seeds:
         runs = {mode: out / f"seed{seed}" / mode for mode in ("masked", "sparse")}
-        if not all((f / CLOCK).exists() and any(f.rglob("rounds.csv")) and (f / "done").exists()
-                   for f in runs.values()):
+        if all((f / CLOCK).exists() and any(f.rglob("rounds.csv")) and (f / "done").exists() for f in runs.values()):
+            reused.append(seed)  # finished earlier (an interrupted benchmark goes on where it stopped)
+        else:
             procs = {mode: launch(folder, seed, mode == "sparse", extra) for mode, folder in runs.items()}
             for mode, proc in procs.items():
                 if proc.wait() != 0:
@@ -89,6 +90,10 @@ def main() -> None:
         results[seed] = {mode: read(folder, epochs_per_round) for mode, folder in runs.items()}
     rounds = len(results[args.seeds[0]]["masked"][1])
     print(f"{CONFIG}, seeds {args.seeds}; masked dense and sparse_below=auto side by side, one thread each")
+    if reused:
+        done = max((out / f"seed{s}" / m / "done").stat().st_mtime for s in reused for m in ("masked", "sparse"))
+        print(f"seeds {reused} read back from {args.out}, finished by {time.strftime('%Y-%m-%d %H:%M', time.gmtime(done))} "
+              "UTC (delete the folder to measure again)")
     print("round  density  masked s  sparse s  masked/sparse  test acc masked   test acc sparse")
     for r in range(rounds):
         m = [results[s]["masked"][0][r] for s in args.seeds]
