@@ -52,7 +52,8 @@ def launch(folder: Path, seed: int, sparse: bool, extra: list[str]) -> subproces
             "--trainer.callbacks+=sparse_rounds.EpochClock", *(["--ticket.sparse_below", "auto"] if sparse else []),
             *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{ROOT / 'benchmarks'}{os.pathsep}{ROOT}"}
-    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=open(folder / "out.log", "w"), stderr=subprocess.STDOUT)
+    with open(folder / "out.log", "w") as log:  # the child keeps its own handle
+        return subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 def read(folder: Path, epochs_per_round: int) -> tuple[list[float], list[dict[str, str]], float]:
@@ -60,7 +61,8 @@ def read(folder: Path, epochs_per_round: int) -> tuple[list[float], list[dict[st
     times = json.loads((folder / CLOCK).read_text())
     epochs = [b - a for a, b in zip(times, times[1:])]
     per_round = [sum(epochs[i:i + epochs_per_round]) for i in range(0, len(epochs), epochs_per_round)]
-    rows = list(csv.DictReader(open(next(folder.rglob("rounds.csv")))))
+    with open(next(folder.rglob("rounds.csv"))) as f:
+        rows = list(csv.DictReader(f))
     return per_round, rows, times[-1] - times[0]
 
 

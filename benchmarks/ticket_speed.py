@@ -72,7 +72,7 @@ def train_step(model: nn.Module, masks: dict[str, torch.Tensor], x: torch.Tensor
     layers' gradients handed to the optimizer by a SurvivorsStep. `fused`: the kernels ClassificationModule asks for
     (the optimizer of a `lottery fit` run); otherwise torch's default Adam, as a plain training loop has it."""
     opt, masker = torch.optim.Adam(model.parameters(), 1.2e-3, fused=fused or None), Masker(model, masks)
-    survivors = SurvivorsStep(model, opt)  # sparse layers (none in the masked dense model) step over survivors only
+    survivors = SurvivorsStep(model, opt)  # sparse layers' gradients as the optimizer reads them (none when dense)
 
     def step() -> None:
         opt.zero_grad()  # gradients set to None, as Lightning's loop does

@@ -32,7 +32,7 @@ def test_forward_and_gradients_equal_masked_dense():
     assert list(layer.state_dict()) == ["weight", "bias"]  # parameters and checkpoints unchanged
 
 
-def test_apply_sparse_chooses_by_density_and_crossover_is_cached():
+def test_apply_sparse_chooses_by_density():
     model = MLP()
     masks = {"fc1.weight": torch.rand(32, 20) < 0.05, "fc2.weight": torch.ones(16, 32, dtype=torch.bool)}
     said = apply_sparse(model, masks, 0.5, batch=16)
@@ -217,3 +217,13 @@ def test_sparse_execution_with_a_method_that_grows_weights_is_refused(method):
     """A grown weight's first step (RigL: its choice) reads the dense gradient, which the sparse path leaves out."""
     with pytest.raises(ValueError, match=f"sparse_below=0.5 with sparse_training='{method}'"):
         LotteryTicket(sparse_below=0.5, sparse_training=method, epochs_per_round=0, density=0.1)
+
+
+def test_a_pruner_that_reads_gradients_scores_sparse_layers_as_dense_ones(tmp_path):
+    """SNIP reads `.grad` as a weight-shaped tensor when it prunes round 2 of layers that run sparse since round 1:
+    Plan.step gives it dense gradients, so the tickets are those of masked dense training."""
+    ref, _ = run(tmp_path / "dense", pruner="snip")
+    cb, module = run(tmp_path / "sparse", pruner="snip", sparse_below=0.5)
+    assert is_sparse(module.net.fc1)
+    for a, b in zip(ref.tickets, cb.tickets, strict=True):
+        assert all(torch.equal(a.masks[n], b.masks[n]) for n in a.masks), a.round
