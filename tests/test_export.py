@@ -180,6 +180,25 @@ def test_csr_linear_at_batch_one_with_and_without_bias():
         torch.testing.assert_close(CSRLinear(weight, bias)(x.expand(3, 5))[1:2], expected)
 
 
+@pytest.mark.parametrize("choice", ["c", "torch"])
+def test_csr_linear_on_lottery_s_kernels_or_torch_s(monkeypatch, choice):
+    from lottery.sparsity import kernels
+
+    if choice == "c" and kernels.library() is None:
+        pytest.skip("no C compiler here: lottery's kernels cannot be built")
+    monkeypatch.setenv("LOTTERY_SPARSE_KERNELS", choice)
+    calls = []
+    real = kernels.csr_mm
+    monkeypatch.setattr(kernels, "csr_mm", lambda *a, **k: calls.append(1) or real(*a, **k))
+    torch.manual_seed(0)
+    weight = torch.randn(30, 50) * (torch.rand(30, 50) < 0.1)
+    for bias in (torch.randn(30), None):
+        for batch in (2, 17, 60, 70):
+            x = torch.randn(batch, 50)
+            torch.testing.assert_close(CSRLinear(weight, bias)(x), nn.functional.linear(x, weight, bias))
+    assert len(calls) == (8 if choice == "c" else 0)
+
+
 def test_batch_size_keeps_dense_the_layers_where_csr_measures_slower(ticket_and_model, monkeypatch):
     from lottery.export import choice
 

@@ -19,9 +19,10 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
+from lottery.sparsity import kernels
 from lottery.sparsity.masking import preserves_zeros
 
-_CROSSOVER_CACHE: dict[tuple[tuple[int, int], int, str], float] = {}
+_CROSSOVER_CACHE: dict[tuple[tuple[int, int], int, str, str], float] = {}
 # torch warns on every CSR tensor made that its support is beta; the sparse path makes one per step, and the tests
 # here pin its results against the dense path
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
@@ -39,11 +40,12 @@ class Pattern:
         self.flat = rows * in_f + cols
         self.shape = (out_f, in_f)
         self.crow = torch.ops.aten._convert_indices_from_coo_to_csr(rows, out_f)
-        self.col = cols
+        self.col = cols.contiguous()  # a view of nonzero()'s pairs: the C kernels read it as a plain array
         order = torch.argsort(cols * out_f + rows)  # the transpose's row-major order
         self.t_perm = order
         self.t_crow = torch.ops.aten._convert_indices_from_coo_to_csr(cols[order], in_f)
         self.t_col = rows[order]
+        self.t_flat = self.flat[order]  # the transpose's survivors, read in place from the whole weight
         self.density = rows.numel() / mask.numel()
 
     def csr(self, values: Tensor) -> Tensor:
@@ -82,27 +84,42 @@ class _SparseLinear(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, pattern: Pattern) -> Tensor:  # noqa: D102
+        ctx.pattern, ctx.has_bias, ctx.batch = pattern, bias is not None, x.shape[0]
+        ctx.c = kernels.usable(x, weight, *([] if bias is None else [bias]))
+        if ctx.c:  # lottery's kernels: x transposed and padded, W x + b in one pass, survivors read in place
+            xt = kernels.transpose_pad(x.detach(), kernels.padded(x.shape[0]))
+            y = kernels.csr_mm(pattern.crow, pattern.col, weight.detach().contiguous(),
+                               None if bias is None else bias.detach().contiguous(), xt, index=pattern.flat)
+            ctx.save_for_backward(xt, weight)
+            return y[:, :x.shape[0]].t()
         values = weight.reshape(-1).index_select(0, pattern.flat)  # index_select: 4x faster than [] here
         xt = x.t().contiguous()  # a contiguous right side is faster, here and in the weight gradient
         y = torch.sparse.mm(pattern.csr(values), xt).t()
         if bias is not None:
             y = y + bias
         ctx.save_for_backward(xt, values)
-        ctx.pattern, ctx.has_bias = pattern, bias is not None
         return y
 
     @staticmethod
     def backward(ctx, grad_y: Tensor):  # noqa: D102
-        xt, values = ctx.saved_tensors
+        xt, values = ctx.saved_tensors  # on the C path, the whole weight
         pattern: Pattern = ctx.pattern
         grad_x = grad_w = grad_b = None
-        if ctx.needs_input_grad[0]:
-            grad_x = torch.sparse.mm(pattern.csr_t(values), grad_y.t().contiguous()).t()
-        if ctx.needs_input_grad[1]:
-            zeros = pattern.zeros if pattern.zeros.dtype == values.dtype else torch.zeros_like(values)
-            # x as the transpose of its contiguous transpose: sampled_addmm copies a row-major x first (~35 us)
-            at = torch.sparse.sampled_addmm(pattern.csr(zeros), grad_y.t().contiguous(), xt.t(), beta=0.0)
-            grad_w = pattern.gradient(at.values())
+        if ctx.c:
+            gyt = kernels.transpose_pad(grad_y, xt.shape[1])
+            if ctx.needs_input_grad[0]:  # Wᵀ gy: the same product on the transpose's CSR
+                vt = kernels.gather(values.detach().contiguous(), pattern.t_flat)
+                grad_x = kernels.csr_mm(pattern.t_crow, pattern.t_col, vt, None, gyt)[:, :ctx.batch].t()
+            if ctx.needs_input_grad[1]:
+                grad_w = pattern.gradient(kernels.csr_sampled(pattern.crow, pattern.col, gyt, xt))
+        else:
+            if ctx.needs_input_grad[0]:
+                grad_x = torch.sparse.mm(pattern.csr_t(values), grad_y.t().contiguous()).t()
+            if ctx.needs_input_grad[1]:
+                zeros = pattern.zeros if pattern.zeros.dtype == values.dtype else torch.zeros_like(values)
+                # x as the transpose of its contiguous transpose: sampled_addmm copies a row-major x first (~35 us)
+                at = torch.sparse.sampled_addmm(pattern.csr(zeros), grad_y.t().contiguous(), xt.t(), beta=0.0)
+                grad_w = pattern.gradient(at.values())
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = grad_y.sum(0)
         return grad_x, grad_w, grad_b, None
@@ -160,7 +177,7 @@ def dense_gradients(model: nn.Module) -> Iterator[nn.Module]:
 def crossover(shape: tuple[int, int], batch: int, device: torch.device | str = "cpu", repeats: int = 5) -> float:
     """The density below which the sparse path (forward and both gradients) beats masked dense for a Linear weight
     of `shape` at `batch` rows on `device`, measured once (adjacent pairs at a few densities) and cached."""
-    key = (tuple(shape), int(batch), str(device))
+    key = (tuple(shape), int(batch), str(device), kernels.name())  # torch's kernels have another crossover
     if key in _CROSSOVER_CACHE:
         return _CROSSOVER_CACHE[key]
     out_f, in_f = shape
@@ -222,17 +239,18 @@ class SurvivorsStep:
     For optimizers whose update is elementwise (SGD, Adam, AdamW, RMSprop, Adagrad: `lottery.sparsity.masking`'s
     ZERO_PRESERVING), this is the same update at every survivor and none at a pruned entry (zero gradient and zero
     state give zero there), at the cost of the survivors instead of the whole weight. Any other optimizer, a fused
-    one, and the first step (which makes the optimizer's state) get a survivor-sized sparse gradient back as the
-    dense one.
+    one where lottery's C kernels do not apply (CUDA, no compiler) and the first step (which makes the optimizer's
+    state) get a survivor-sized sparse gradient back as the dense one.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         self.model, self.optimizer = model, optimizer
-        # fused kernels (CPU, CUDA) go through a whole weight's zeros about as fast as through its survivors once
-        # gathered: on LeNet-300-100's 784x300 at 3.6%, gather + step took 271 us against 280 with the dense-made
-        # gradient on a quiet machine, 60-70 us more under load; with torch's default Adam compacting saved ~540 us
-        self.compact = preserves_zeros(optimizer) and not any(g.get("fused") for g in optimizer.param_groups)
-        self._swapped: list[tuple[nn.Parameter, Tensor, Tensor, dict[str, Tensor], Tensor]] = []
+        # a fused kernel (CPU, CUDA) goes through a whole weight's zeros about as fast as torch's index_select and
+        # scatter_ gather and scatter its survivors: on LeNet-300-100's 784x300 at 3.6%, 271 against 280 us on a quiet
+        # machine; lottery's C gather and scatter (kernels.py) are ~5x faster, so fused steps are compacted with them
+        self.compact = preserves_zeros(optimizer)
+        self.fused = any(g.get("fused") for g in optimizer.param_groups)
+        self._swapped: list[tuple[nn.Parameter, Tensor, Tensor, dict[str, Tensor], Tensor, bool]] = []
         self.handles = [optimizer.register_step_post_hook(self._scatter)]
         self.refresh()
 
@@ -255,26 +273,31 @@ class SurvivorsStep:
             grad = p.grad
             if grad is None:
                 continue
-            if not self.compact or not optimizer.state.get(p):
+            state = optimizer.state.get(p)
+            whole = [p.data, *(v for v in (state or {}).values() if isinstance(v, Tensor) and v.dim())]
+            c = kernels.usable(*whole) and all(t.is_contiguous() for t in whole)
+            if not self.compact or not state or (self.fused and not c):
                 # the first step makes the optimizer's state, full-sized, on the whole weight; other optimizers
                 # read whole tensors
                 if grad.is_sparse:
                     p.grad = pattern.dense_of(grad)
                 continue
             full, flat = p.data, pattern.flat
-            state = {k: v for k, v in optimizer.state.get(p, {}).items() if isinstance(v, Tensor) and v.shape == full.shape}
+            take = (lambda t: kernels.gather(t, flat)) if c else (lambda t: t.reshape(-1).index_select(0, flat))
+            state = {k: v for k, v in state.items() if isinstance(v, Tensor) and v.shape == full.shape}
             for k, v in state.items():
-                optimizer.state[p][k] = v.reshape(-1).index_select(0, flat)
-            p.data = full.reshape(-1).index_select(0, flat)
+                optimizer.state[p][k] = take(v)
+            p.data = take(full)
             p.grad = pattern.survivors_of(grad)
-            self._swapped.append((p, full, grad, state, flat))
+            self._swapped.append((p, full, grad, state, flat, c))
 
     @torch.no_grad()
     def _scatter(self, optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
-        for p, full, grad, state, flat in self._swapped:
-            full.view(-1).scatter_(0, flat, p.data)
+        for p, full, grad, state, flat, c in self._swapped:
+            put = (lambda t, v: kernels.scatter(t, flat, v)) if c else (lambda t, v: t.view(-1).scatter_(0, flat, v))
+            put(full, p.data)
             for k, v in state.items():
-                v.view(-1).scatter_(0, flat, optimizer.state[p][k])
+                put(v, optimizer.state[p][k])
                 optimizer.state[p][k] = v
             p.data, p.grad = full, grad
         self._swapped = []

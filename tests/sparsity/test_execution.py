@@ -7,7 +7,17 @@ from torch import nn
 
 from helpers import MLP, Module, trainer
 from lottery import LotteryTicket
+from lottery.sparsity import kernels
 from lottery.sparsity.execution import apply_sparse, crossover, is_sparse, make_dense, make_sparse
+
+
+@pytest.fixture(autouse=True, params=["c", "torch"])
+def sparse_kernels(request, monkeypatch):
+    """Every test here on lottery's C kernels and on torch's."""
+    if request.param == "c" and kernels.library() is None:
+        pytest.skip("no C compiler here: lottery's kernels cannot be built")
+    monkeypatch.setenv("LOTTERY_SPARSE_KERNELS", request.param)
+    return request.param
 
 
 def test_forward_and_gradients_equal_masked_dense():
@@ -117,8 +127,10 @@ def twin_layers(sparse_grad: bool = False):
 
 
 @pytest.mark.parametrize("make_opt", [lambda p: torch.optim.Adam(p, 1e-2), lambda p: torch.optim.AdamW(p, 1e-2),
-                                      lambda p: torch.optim.SGD(p, 0.1, momentum=0.9, weight_decay=1e-3)])
-def test_the_survivors_step_is_the_masked_dense_step(make_opt):
+                                      lambda p: torch.optim.SGD(p, 0.1, momentum=0.9, weight_decay=1e-3),
+                                      lambda p: torch.optim.Adam(p, 1e-2, fused=True),
+                                      lambda p: torch.optim.AdamW(p, 1e-2, weight_decay=0.1, fused=True)])
+def test_the_survivors_step_is_the_masked_dense_step(make_opt, sparse_kernels):
     from lottery.sparsity import Masker
     from lottery.sparsity.execution import SurvivorsStep
 
@@ -134,7 +146,10 @@ def test_the_survivors_step_is_the_masked_dense_step(make_opt):
         opt_d.step()
         step.gather()
         # the first step makes the optimizer's full-sized state; from then on the update runs on the survivors alone
-        assert sparse.weight.numel() == (mask.numel() if i == 0 else int(mask.sum()))
+        # (fused optimizers: where lottery's C kernels gather and scatter them)
+        fused = opt_s.param_groups[0]["fused"]
+        compact = i > 0 and (not fused or sparse_kernels == "c")
+        assert sparse.weight.numel() == (int(mask.sum()) if compact else mask.numel())
         opt_s.step()
         assert sparse.weight.shape == (24, 40)  # and they are put back
     torch.testing.assert_close(sparse.weight, dense.weight)
@@ -166,9 +181,10 @@ def test_the_weight_gradient_is_survivor_sized():
 
 @pytest.mark.parametrize("make_opt", [lambda p: torch.optim.Adam(p, 1e-2), lambda p: torch.optim.LBFGS(p, 0.1),
                                       lambda p: torch.optim.Adam(p, 1e-2, fused=True)])
-def test_survivor_sized_gradients_reach_any_optimizer_as_it_expects(make_opt):
+def test_survivor_sized_gradients_reach_any_optimizer_as_it_expects(make_opt, sparse_kernels):
     """An elementwise optimizer steps the survivors; any other gets the dense gradient back (LBFGS reads whole
-    tensors), and so does a fused one (its kernels cost no more over the pruned zeros than a gather and scatter).
+    tensors), and so does a fused one on torch's kernels (its kernels cost no more over the pruned zeros than
+    torch's gather and scatter).
     The masker leaves the survivor-sized gradient alone (its pruned entries are not stored)."""
     from lottery.sparsity import Masker
     from lottery.sparsity.execution import SurvivorsStep
@@ -193,8 +209,9 @@ def test_survivor_sized_gradients_reach_any_optimizer_as_it_expects(make_opt):
     torch.testing.assert_close(sparse.bias, dense.bias)
     assert not sparse.weight[~mask].any()
     # the last step's gradient: survivor-sized where the step ran on survivors, dense where the optimizer read it
-    assert step.compact == (type(opt_s) is torch.optim.Adam and not opt_s.param_groups[0]["fused"])
-    assert sparse.weight.grad.is_sparse == step.compact
+    fused = opt_s.param_groups[0].get("fused")
+    assert step.compact == (type(opt_s) is torch.optim.Adam)
+    assert sparse.weight.grad.is_sparse == (step.compact and (not fused or sparse_kernels == "c"))
 
 
 def test_accumulated_sparse_gradients_train_as_masked_dense(tmp_path):

@@ -1,0 +1,121 @@
+"""lottery's C kernels for the sparse path: the same products as dense ones, built once, and torch's kernels
+where no compiler can build them."""
+
+import warnings
+
+import pytest
+import torch
+
+from lottery.sparsity import kernels
+from lottery.sparsity.execution import Pattern
+
+needs_c = pytest.mark.skipif(kernels.library() is None, reason="no C compiler here: torch's kernels are used")
+
+
+def csr_of(mask: torch.Tensor):
+    pattern = Pattern(mask)
+    return pattern, pattern.crow, pattern.col
+
+
+@needs_c
+@pytest.mark.parametrize("batch", [1, 5, 16, 17, 33, 60, 64, 100, 130])
+def test_the_products_equal_dense_ones(batch):
+    torch.manual_seed(batch)
+    mask = torch.rand(37, 50) < 0.2
+    mask[3] = False  # a row without survivors
+    weight = torch.randn(37, 50) * mask
+    bias, x, gy = torch.randn(37), torch.randn(batch, 50), torch.randn(batch, 37)
+    pattern, crow, col = csr_of(mask)
+    values = weight[mask]
+    ld = kernels.padded(batch)
+    assert ld >= batch and ld % 16 == 0
+    xt = kernels.transpose_pad(x, ld)
+    assert torch.equal(xt[:, :batch], x.t()) and not xt[:, batch:].any()  # padded with zeros
+    y = kernels.csr_mm(crow, col, values, bias, xt)[:, :batch].t()
+    torch.testing.assert_close(y, x @ weight.t() + bias)
+    assert torch.equal(y[:, 3], bias[3].expand(batch))  # the empty row is its bias
+    gyt = kernels.transpose_pad(gy, ld)
+    torch.testing.assert_close(kernels.csr_sampled(crow, col, gyt, xt), (gy.t() @ x)[mask])
+    vt = values[pattern.t_perm]
+    gx = kernels.csr_mm(pattern.t_crow, pattern.t_col, vt, None, gyt)[:, :batch].t()
+    torch.testing.assert_close(gx, gy @ weight)
+
+
+@needs_c
+def test_transpose_pad_reads_any_strides():
+    x = torch.randn(40, 30)[::2, 5:25]  # rows skipped, columns offset
+    assert not x.is_contiguous()
+    assert torch.equal(kernels.transpose_pad(x, 32)[:, :20], x.t())
+    xt = x.t()  # a transposed view
+    assert torch.equal(kernels.transpose_pad(xt, 32)[:, :20], xt.t())
+
+
+@needs_c
+def test_no_survivors_at_all():
+    mask = torch.zeros(8, 6, dtype=torch.bool)
+    _, crow, col = csr_of(mask)
+    xt = kernels.transpose_pad(torch.randn(4, 6), 16)
+    assert torch.equal(kernels.csr_mm(crow, col, torch.zeros(0), torch.ones(8), xt), torch.ones(8, 16))
+    assert kernels.csr_sampled(crow, col, kernels.transpose_pad(torch.randn(4, 8), 16), xt).numel() == 0
+
+
+@pytest.fixture
+def fresh(monkeypatch, tmp_path):
+    """The kernels module as in a new process, with its build cache in tmp_path."""
+    monkeypatch.setattr(kernels, "_lib", None)
+    monkeypatch.setattr(kernels, "_tried", False)
+    monkeypatch.setenv("LOTTERY_CACHE", str(tmp_path))
+    monkeypatch.delenv("LOTTERY_SPARSE_KERNELS", raising=False)
+    return tmp_path
+
+
+@needs_c
+def test_built_once_into_the_cache_then_loaded(fresh, monkeypatch):
+    assert kernels.library() is not None
+    built = list((fresh / "kernels").glob("csr_kernels-*.so"))
+    assert len(built) == 1 and not list((fresh / "kernels").glob("tmp*"))  # renamed into place, nothing left over
+    monkeypatch.setattr(kernels, "_lib", None)
+    monkeypatch.setattr(kernels, "_tried", False)
+    monkeypatch.setattr(kernels.subprocess, "run", lambda *a, **k: pytest.fail("compiled again"))
+    assert kernels.library() is not None and kernels.name() == "lottery's C kernels"
+
+
+def test_without_a_compiler_torch_kernels_are_used_and_said(fresh, monkeypatch):
+    from torch import nn
+
+    from lottery.sparsity.execution import make_sparse
+
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.setattr(kernels.shutil, "which", lambda name: None)
+    with pytest.warns(UserWarning, match="no C compiler .* torch's CSR kernels, which are slower; install one"):
+        assert kernels.library() is None
+    assert kernels.name() == "torch's CSR kernels"
+    torch.manual_seed(0)
+    layer, mask = nn.Linear(20, 10), torch.rand(10, 20) < 0.3
+    with torch.no_grad():
+        layer.weight.mul_(mask)
+    x = torch.randn(4, 20)
+    expected = layer(x)
+    make_sparse(layer, mask)
+    torch.testing.assert_close(layer(x), expected)  # still runs, on torch's kernels
+    monkeypatch.setenv("LOTTERY_SPARSE_KERNELS", "c")
+    with pytest.raises(RuntimeError, match="LOTTERY_SPARSE_KERNELS=c but lottery's C kernels could not be built"):
+        kernels.library()
+
+
+def test_a_compiler_that_fails_is_said_with_its_message(fresh, monkeypatch):
+    monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
+    with pytest.warns(UserWarning, match="could not build csr_kernels.c"):
+        assert kernels.library() is None
+    assert not list((fresh / "kernels").glob("*.so"))  # no half-built library left to load later
+
+
+def test_torch_kernels_on_request_and_a_bad_choice_refused(fresh, monkeypatch):
+    monkeypatch.setenv("LOTTERY_SPARSE_KERNELS", "torch")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert kernels.library() is None and kernels.name() == "torch's CSR kernels"
+    assert not (fresh / "kernels").exists()  # nothing was built
+    monkeypatch.setenv("LOTTERY_SPARSE_KERNELS", "fast")
+    with pytest.raises(ValueError, match="LOTTERY_SPARSE_KERNELS='fast': use one of auto, c, torch"):
+        kernels.library()
