@@ -6,7 +6,9 @@ For each density of Frankle & Carbin's LeNet schedule (hidden layers 20% per rou
   the fused Adam a `lottery fit` run uses and with torch's default Adam;
 - inference at batch 1 and batch 60: the masked dense model against `lottery.export(..., to="csr")`, and at batch 1
   against `export(..., to="csr", batch_size=1)`, which keeps a layer dense where CSR is slower at that batch;
-- and the crossover density of each layer shape (`lottery.sparsity.execution.crossover`).
+- the crossover density of each layer shape (`lottery.sparsity.execution.crossover`), on lottery's C kernels and
+  on torch's CSR kernels (the training step on torch's kernels is shown too);
+- and the 784->300 layer's forward and weight gradient alone: dense, torch's CSR kernels, lottery's.
 A ratio above 1 means the sparse path is faster; below 1 it is slower, and is reported so.
 
     python benchmarks/ticket_speed.py [--pairs 30] [--threads 1]
@@ -25,7 +27,8 @@ from torch import nn
 
 from lottery import export
 from lottery.sparsity import Masker
-from lottery.sparsity.execution import SurvivorsStep, apply_sparse, crossover, make_sparse
+from lottery.sparsity import kernels
+from lottery.sparsity.execution import Pattern, SurvivorsStep, apply_sparse, crossover, make_sparse
 
 LAYERS = {"0.weight": 0.2, "2.weight": 0.2, "4.weight": 0.1}  # per-round prune fraction
 
@@ -151,6 +154,41 @@ def conv_section(pairs: int) -> None:
               f"{r['csr', 60]:6.2f}x  {r['compact', 1]:9.2f}x  {r['compact', 60]:10.2f}x")
 
 
+def kernel_section(base: nn.Module, x: torch.Tensor, runs: int) -> None:
+    """The 784->300 layer of the 3.6% ticket at batch 60 alone: its forward product and its weight gradient, dense,
+    on torch's CSR kernels and on lottery's, each median µs of `runs` runs taken in turn."""
+    mask = ticket(base, 15)["0.weight"]
+    weight, bias = base[0].weight.detach() * mask, base[0].bias.detach()
+    gy = torch.randn(x.shape[0], weight.shape[0])
+    pattern = Pattern(mask)
+    values = weight[mask]
+    csr, zeros = pattern.csr(values), torch.zeros_like(values)
+    xt_torch, xt = x.t().contiguous(), kernels.transpose_pad(x, kernels.padded(x.shape[0]))
+    cases = {
+        "forward": (lambda: nn.functional.linear(x, weight, bias),
+                    lambda: torch.sparse.mm(csr, x.t().contiguous()).t() + bias,
+                    lambda: kernels.csr_mm(pattern.crow, pattern.col, values, bias,
+                                           kernels.transpose_pad(x, kernels.padded(x.shape[0])))),
+        "weight gradient": (lambda: gy.t() @ x,
+                            lambda: torch.sparse.sampled_addmm(pattern.csr(zeros), gy.t().contiguous(), xt_torch.t(),
+                                                               beta=0.0),
+                            lambda: kernels.csr_sampled(pattern.crow, pattern.col,
+                                                        kernels.transpose_pad(gy, xt.shape[1]), xt)),
+    }
+    print(f"Linear 784->300 at {100 * mask.float().mean():.2f}% density, batch {x.shape[0]}, alone: median µs of "
+          f"{runs} runs each, in turn (the sparse ones include transposing their input)")
+    print("                  dense  torch CSR  lottery C  dense/torch  dense/C")
+    for name, fns in cases.items():
+        times = [[], [], []]
+        for _ in range(runs):
+            for t, fn in zip(times, fns):
+                start = time.perf_counter()
+                fn()
+                t.append(time.perf_counter() - start)
+        d, c_torch, c_ours = (1e6 * statistics.median(t) for t in times)
+        print(f"{name:16s}  {d:5.0f}  {c_torch:9.0f}  {c_ours:9.0f}  {d / c_torch:10.2f}x  {d / c_ours:6.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=30)
@@ -168,8 +206,8 @@ def main() -> None:
     print(f"torch {torch.__version__}, {where}, {args.pairs} adjacent pairs per figure")
     print("train step: masked dense / sparse path, with the run's fused Adam (ClassificationModule) and with torch's "
           "default Adam; inference: masked dense / csr export")
-    print("round  density  train fused, all sparse  train fused, auto  train default Adam, auto  inference b1  "
-          "b1 per-layer  inference b60")
+    print("round  density  train fused, all sparse  train fused, auto  (torch's kernels)  train default Adam, auto  "
+          "inference b1  b1 per-layer  inference b60")
     for round in range(16):
         masks = ticket(base, round)
         density = sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
@@ -178,20 +216,30 @@ def main() -> None:
             make_sparse(sparse.get_submodule(name.rsplit(".", 1)[0]), mask, sparse_grad=True)
         # only the layers below their shape's measured crossover, as LotteryTicket(sparse_below="auto") runs them
         apply_sparse(auto, masks, "auto", 60, sparse_grad=True)
+        with kernels.using("torch"):  # the same, on torch's CSR kernels (their own crossover)
+            on_torch = masked_copy(base, masks)
+            apply_sparse(on_torch, masks, "auto", 60, sparse_grad=True)
         ratios = []
-        for fused, model in ((True, sparse), (True, auto), (False, auto)):
-            ratios.append(median_ratio(train_step(dense, masks, x60, y60, fused), train_step(model, masks, x60, y60, fused),
-                                       args.pairs))
+        for fused, model, which in ((True, sparse, "auto"), (True, auto, "auto"), (True, on_torch, "torch"),
+                                    (False, auto, "auto")):
+            with kernels.using(which):
+                ratios.append(median_ratio(train_step(dense, masks, x60, y60, fused),
+                                           train_step(model, masks, x60, y60, fused), args.pairs))
         csr, chosen = export(base, masks, to="csr"), chosen_csr(base, masks, x1)
         with torch.no_grad():
             b1 = median_ratio(lambda: dense(x1), lambda: csr(x1), args.pairs)
             b1_chosen = median_ratio(lambda: dense(x1), lambda: chosen(x1), args.pairs)
             b60 = median_ratio(lambda: dense(x60), lambda: csr(x60), args.pairs)
-        print(f"{round:5d}  {100 * density:6.2f}%  {ratios[0]:22.2f}x  {ratios[1]:16.2f}x  {ratios[2]:23.2f}x  "
-              f"{b1:11.2f}x  {b1_chosen:11.2f}x  {b60:12.2f}x")
+        print(f"{round:5d}  {100 * density:6.2f}%  {ratios[0]:22.2f}x  {ratios[1]:16.2f}x  {ratios[2]:16.2f}x  "
+              f"{ratios[3]:23.2f}x  {b1:11.2f}x  {b1_chosen:11.2f}x  {b60:12.2f}x")
     print("crossover density (sparse forward+backward faster below it; 0 = never at the densities tried):")
     for shape in ((300, 784), (100, 300), (10, 100)):
-        print(f"  Linear {shape[1]}->{shape[0]} at batch 60: {crossover(shape, 60, DEVICE):.2f}")
+        with kernels.using("torch"):
+            on_torch = crossover(shape, 60, DEVICE)
+        print(f"  Linear {shape[1]}->{shape[0]} at batch 60: {crossover(shape, 60, DEVICE):.2f} "
+              f"(on torch's kernels: {on_torch:.2f})")
+    if DEVICE.type == "cpu" and kernels.library() is not None:
+        kernel_section(base, x60, args.pairs * 10)
     if args.conv_pairs:
         conv_section(args.conv_pairs)
     if DEVICE.type == "cuda":

@@ -18,6 +18,8 @@ import shutil
 import subprocess
 import tempfile
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -28,14 +30,29 @@ FLAGS = ("-O3", "-march=native", "-shared", "-fPIC")
 CHOICES = ("auto", "c", "torch")
 _lib: ctypes.CDLL | None = None
 _tried = False
+_forced: str | None = None
 
 
 def choice() -> str:
-    """The kernels asked for by `LOTTERY_SPARSE_KERNELS`: auto (C where it builds), c (C or an error), torch."""
-    asked = os.environ.get("LOTTERY_SPARSE_KERNELS", "auto").strip().lower() or "auto"
+    """The kernels asked for (`using`, else `LOTTERY_SPARSE_KERNELS`): auto (C where it builds), c (C or an error),
+    torch."""
+    asked = _forced or os.environ.get("LOTTERY_SPARSE_KERNELS", "auto").strip().lower() or "auto"
     if asked not in CHOICES:
         raise ValueError(f"LOTTERY_SPARSE_KERNELS={asked!r}: use one of {', '.join(CHOICES)}")
     return asked
+
+
+@contextmanager
+def using(kernels: str) -> Iterator[None]:
+    """Within this block the sparse path uses these kernels (auto, c or torch), whatever the environment says."""
+    global _forced
+    if kernels not in CHOICES:
+        raise ValueError(f"kernels={kernels!r}: use one of {', '.join(CHOICES)}")
+    saved, _forced = _forced, kernels
+    try:
+        yield
+    finally:
+        _forced = saved
 
 
 def _cpu_id() -> str:

@@ -18,7 +18,7 @@ def csr_of(mask: torch.Tensor):
 
 
 @needs_c
-@pytest.mark.parametrize("batch", [1, 5, 16, 17, 33, 60, 64, 100, 130])
+@pytest.mark.parametrize("batch", [1, 5, 16, 17, 33, 60, 64, 100, 130, 1000])
 def test_the_products_equal_dense_ones(batch):
     torch.manual_seed(batch)
     mask = torch.rand(37, 50) < 0.2
@@ -119,3 +119,16 @@ def test_torch_kernels_on_request_and_a_bad_choice_refused(fresh, monkeypatch):
     monkeypatch.setenv("LOTTERY_SPARSE_KERNELS", "fast")
     with pytest.raises(ValueError, match="LOTTERY_SPARSE_KERNELS='fast': use one of auto, c, torch"):
         kernels.library()
+
+
+def test_using_chooses_the_kernels_for_a_block(fresh, monkeypatch):
+    monkeypatch.setenv("LOTTERY_SPARSE_KERNELS", "c")
+    with kernels.using("torch"):
+        assert kernels.choice() == "torch" and kernels.library() is None  # over the environment
+        with kernels.using("auto"):
+            assert kernels.choice() == "auto"
+        assert kernels.choice() == "torch"
+    assert kernels.choice() == "c"
+    with pytest.raises(ValueError, match="kernels='gpu': use one of auto, c, torch"):
+        with kernels.using("gpu"):
+            pass
