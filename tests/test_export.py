@@ -186,16 +186,16 @@ def test_csr_linear_on_lottery_s_kernels_or_torch_s(monkeypatch, choice):
 
     if choice == "c" and kernels.library() is None:
         pytest.skip("no C compiler here: lottery's kernels cannot be built")
-    monkeypatch.setenv("LOTTERY_SPARSE_KERNELS", choice)
     calls = []
     real = kernels.csr_mm
     monkeypatch.setattr(kernels, "csr_mm", lambda *a, **k: calls.append(1) or real(*a, **k))
     torch.manual_seed(0)
     weight = torch.randn(30, 50) * (torch.rand(30, 50) < 0.1)
-    for bias in (torch.randn(30), None):
-        for batch in (2, 17, 60, 70):
-            x = torch.randn(batch, 50)
-            torch.testing.assert_close(CSRLinear(weight, bias)(x), nn.functional.linear(x, weight, bias))
+    with kernels.using(choice):
+        for bias in (torch.randn(30), None):
+            for batch in (2, 17, 60, 70):
+                x = torch.randn(batch, 50)
+                torch.testing.assert_close(CSRLinear(weight, bias)(x), nn.functional.linear(x, weight, bias))
     assert len(calls) == (8 if choice == "c" else 0)
 
 

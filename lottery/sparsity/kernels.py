@@ -31,15 +31,21 @@ CHOICES = ("auto", "c", "torch")
 _lib: ctypes.CDLL | None = None
 _tried = False
 _forced: str | None = None
+_env: str | None = None
 
 
 def choice() -> str:
-    """The kernels asked for (`using`, else `LOTTERY_SPARSE_KERNELS`): auto (C where it builds), c (C or an error),
-    torch."""
-    asked = _forced or os.environ.get("LOTTERY_SPARSE_KERNELS", "auto").strip().lower() or "auto"
-    if asked not in CHOICES:
-        raise ValueError(f"LOTTERY_SPARSE_KERNELS={asked!r}: use one of {', '.join(CHOICES)}")
-    return asked
+    """The kernels asked for (`using`, else `LOTTERY_SPARSE_KERNELS`, read at first use): auto (C where it builds),
+    c (C or an error), torch."""
+    global _env
+    if _forced is not None:
+        return _forced
+    if _env is None:  # once: a lookup in os.environ at every product cost ~100 us a training step
+        asked = os.environ.get("LOTTERY_SPARSE_KERNELS", "auto").strip().lower() or "auto"
+        if asked not in CHOICES:
+            raise ValueError(f"LOTTERY_SPARSE_KERNELS={asked!r}: use one of {', '.join(CHOICES)}")
+        _env = asked
+    return _env
 
 
 @contextmanager
@@ -137,7 +143,10 @@ def name() -> str:
 
 def usable(*tensors: Tensor) -> bool:
     """True where the C kernels apply: float32 on CPU (anything else runs on torch's kernels)."""
-    return all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors) and library() is not None
+    for t in tensors:
+        if t.dtype != torch.float32 or t.is_cuda or t.device.type != "cpu":
+            return False
+    return library() is not None
 
 
 def padded(batch: int) -> int:
@@ -149,7 +158,7 @@ def transpose_pad(x: Tensor, ld: int) -> Tensor:
     """xᵀ (features × ld, zero-padded): one contiguous row per feature, from a 2-D float32 x of any strides."""
     n, m = x.shape
     out = torch.empty(m, ld, dtype=torch.float32)
-    library().lottery_transpose_pad(n, m, x.data_ptr(), x.stride(0), x.stride(1), out.data_ptr(), ld)
+    _lib.lottery_transpose_pad(n, m, x.data_ptr(), x.stride(0), x.stride(1), out.data_ptr(), ld)
     return out
 
 
@@ -160,7 +169,7 @@ def csr_mm(crow: Tensor, col: Tensor, values: Tensor, bias: Tensor | None, xt: T
     rows, ld = crow.numel() - 1, xt.shape[1]
     assert values.is_contiguous() and xt.is_contiguous() and (bias is None or bias.is_contiguous())
     out = torch.empty(rows, ld, dtype=torch.float32)
-    fn = library().lottery_csr_mm_64 if ld % 64 == 0 else library().lottery_csr_mm_16
+    fn = _lib.lottery_csr_mm_64 if ld % 64 == 0 else _lib.lottery_csr_mm_16
     fn(rows, col.numel(), crow.data_ptr(), col.data_ptr(), values.data_ptr(),
        None if index is None else index.data_ptr(), None if bias is None else bias.data_ptr(), xt.data_ptr(),
        out.data_ptr(), ld)
@@ -172,21 +181,21 @@ def csr_sampled(crow: Tensor, col: Tensor, gyt: Tensor, xt: Tensor) -> Tensor:
     ld = xt.shape[1]
     assert gyt.is_contiguous() and xt.is_contiguous() and gyt.shape[1] == ld
     out = torch.empty(col.numel(), dtype=torch.float32)
-    fn = library().lottery_csr_sampled_64 if ld % 64 == 0 else library().lottery_csr_sampled_16
+    fn = _lib.lottery_csr_sampled_64 if ld % 64 == 0 else _lib.lottery_csr_sampled_16
     fn(crow.numel() - 1, col.numel(), crow.data_ptr(), col.data_ptr(), gyt.data_ptr(), xt.data_ptr(),
        out.data_ptr(), ld)
     return out
 
 
 def gather(src: Tensor, index: Tensor) -> Tensor:
-    """src.view(-1)[index] for a contiguous float32 src and an int64 index (torch's index_select is ~5x slower)."""
+    """src.view(-1)[index] for a contiguous float32 src and an int64 index."""
     assert src.is_contiguous()
     out = torch.empty(index.numel(), dtype=torch.float32)
-    library().lottery_gather(index.numel(), index.data_ptr(), src.data_ptr(), out.data_ptr())
+    _lib.lottery_gather(index.numel(), index.data_ptr(), src.data_ptr(), out.data_ptr())
     return out
 
 
 def scatter(dst: Tensor, index: Tensor, src: Tensor) -> None:
     """dst.view(-1)[index] = src, in place, for contiguous float32 tensors and an int64 index."""
     assert dst.is_contiguous() and src.is_contiguous() and src.numel() == index.numel()
-    library().lottery_scatter(index.numel(), index.data_ptr(), src.data_ptr(), dst.data_ptr())
+    _lib.lottery_scatter(index.numel(), index.data_ptr(), src.data_ptr(), dst.data_ptr())

@@ -12,12 +12,12 @@ from lottery.sparsity.execution import apply_sparse, crossover, is_sparse, make_
 
 
 @pytest.fixture(autouse=True, params=["c", "torch"])
-def sparse_kernels(request, monkeypatch):
+def sparse_kernels(request):
     """Every test here on lottery's C kernels and on torch's."""
     if request.param == "c" and kernels.library() is None:
         pytest.skip("no C compiler here: lottery's kernels cannot be built")
-    monkeypatch.setenv("LOTTERY_SPARSE_KERNELS", request.param)
-    return request.param
+    with kernels.using(request.param):
+        yield request.param
 
 
 def test_forward_and_gradients_equal_masked_dense():

@@ -66,6 +66,7 @@ def fresh(monkeypatch, tmp_path):
     """The kernels module as in a new process, with its build cache in tmp_path."""
     monkeypatch.setattr(kernels, "_lib", None)
     monkeypatch.setattr(kernels, "_tried", False)
+    monkeypatch.setattr(kernels, "_env", None)  # LOTTERY_SPARSE_KERNELS read again
     monkeypatch.setenv("LOTTERY_CACHE", str(tmp_path))
     monkeypatch.delenv("LOTTERY_SPARSE_KERNELS", raising=False)
     return tmp_path
@@ -101,6 +102,7 @@ def test_without_a_compiler_torch_kernels_are_used_and_said(fresh, monkeypatch):
     make_sparse(layer, mask)
     torch.testing.assert_close(layer(x), expected)  # still runs, on torch's kernels
     monkeypatch.setenv("LOTTERY_SPARSE_KERNELS", "c")
+    monkeypatch.setattr(kernels, "_env", None)
     with pytest.raises(RuntimeError, match="LOTTERY_SPARSE_KERNELS=c but lottery's C kernels could not be built"):
         kernels.library()
 
@@ -119,12 +121,15 @@ def test_torch_kernels_on_request_and_a_bad_choice_refused(fresh, monkeypatch):
         assert kernels.library() is None and kernels.name() == "torch's CSR kernels"
     assert not (fresh / "kernels").exists()  # nothing was built
     monkeypatch.setenv("LOTTERY_SPARSE_KERNELS", "fast")
+    monkeypatch.setattr(kernels, "_env", None)
     with pytest.raises(ValueError, match="LOTTERY_SPARSE_KERNELS='fast': use one of auto, c, torch"):
         kernels.library()
 
 
 def test_using_chooses_the_kernels_for_a_block(fresh, monkeypatch):
     monkeypatch.setenv("LOTTERY_SPARSE_KERNELS", "c")
+    assert kernels.choice() == "c"
+    monkeypatch.setenv("LOTTERY_SPARSE_KERNELS", "torch")  # read once, at first use
     with kernels.using("torch"):
         assert kernels.choice() == "torch" and kernels.library() is None  # over the environment
         with kernels.using("auto"):
