@@ -187,16 +187,32 @@ def test_csr_linear_on_lottery_s_kernels_or_torch_s(monkeypatch, choice):
     if choice == "c" and kernels.library() is None:
         pytest.skip("no C compiler here: lottery's kernels cannot be built")
     calls = []
-    real = kernels.csr_mm
-    monkeypatch.setattr(kernels, "csr_mm", lambda *a, **k: calls.append(1) or real(*a, **k))
+    for fn in ("csr_mm", "csr_mv"):
+        monkeypatch.setattr(kernels, fn, lambda *a, real=getattr(kernels, fn), **k: calls.append(1) or real(*a, **k))
     torch.manual_seed(0)
     weight = torch.randn(30, 50) * (torch.rand(30, 50) < 0.1)
     with kernels.using(choice):
         for bias in (torch.randn(30), None):
-            for batch in (2, 17, 60, 70):
+            for batch in (1, 2, 17, 60, 70):
                 x = torch.randn(batch, 50)
                 torch.testing.assert_close(CSRLinear(weight, bias)(x), nn.functional.linear(x, weight, bias))
-    assert len(calls) == (8 if choice == "c" else 0)
+            x = torch.randn(3, 50)[1]  # one example, unbatched
+            torch.testing.assert_close(CSRLinear(weight, bias)(x), nn.functional.linear(x, weight, bias))
+    assert len(calls) == (12 if choice == "c" else 0)
+
+
+def test_csr_linear_reads_a_replaced_weight_or_bias():
+    """The C kernels' arrays are cached per weight and bias tensor: replacing either (as .to() and load do) is seen."""
+    torch.manual_seed(0)
+    weight = torch.randn(8, 12) * (torch.rand(8, 12) < 0.3)
+    layer, x = CSRLinear(weight, torch.zeros(8)), torch.randn(1, 12)
+    torch.testing.assert_close(layer(x), x @ weight.t())
+    layer.bias = torch.ones(8)
+    torch.testing.assert_close(layer(x), x @ weight.t() + 1)
+    layer.weight = CSRLinear(2 * weight, None).weight
+    torch.testing.assert_close(layer(x), 2 * x @ weight.t() + 1)
+    layer = layer.to(torch.float64)  # no C kernels for float64: torch's, and the same result
+    torch.testing.assert_close(layer(x.double()), 2 * x.double() @ weight.double().t() + 1)
 
 
 def test_batch_size_keeps_dense_the_layers_where_csr_measures_slower(ticket_and_model, monkeypatch):

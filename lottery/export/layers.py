@@ -31,15 +31,15 @@ class CSRLinear(nn.Module):
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
 
     def forward(self, x: Tensor) -> Tensor:
-        flat = x.reshape(-1, self.in_features)
-        w = self.weight
-        if flat.shape[0] > 1 and kernels.usable(flat, w) and w.crow_indices().dtype == torch.int64:
-            # lottery's C kernels (lottery.sparsity.kernels): survivors' input rows prefetched, bias added in place
+        parts = self._c_parts() if x.dtype == torch.float32 and x.device.type == "cpu" else None
+        if parts is not None and kernels.library() is not None:  # lottery's C kernels (lottery.sparsity.kernels)
+            if x.shape[0] == 1 and x.dim() == 2:  # one example: the hot path of batch-1 inference, kept short
+                return kernels.csr_mv(*parts, x.reshape(-1) if x.is_contiguous() else x.contiguous().view(-1))[None]
+            flat = x.reshape(-1, self.in_features)
             n = flat.shape[0]
-            xt = kernels.transpose_pad(flat, kernels.padded(n))
-            bias = None if self.bias is None else self.bias.contiguous()
-            y = kernels.csr_mm(w.crow_indices(), w.col_indices(), w.values(), bias, xt)[:, :n].t()
+            y = kernels.csr_mm(*parts, kernels.transpose_pad(flat, kernels.padded(n)))[:, :n].t()
             return y.reshape(*x.shape[:-1], self.out_features)
+        flat = x.reshape(-1, self.in_features)
         if x.dim() == 2 and x.shape[0] == 1:  # one example: one CSR matrix-vector call that adds the bias too
             y = torch.mv(self.weight, x[0]) if self.bias is None else torch.addmv(self.bias, self.weight, x[0])
             return y.unsqueeze(0)
@@ -48,6 +48,18 @@ class CSRLinear(nn.Module):
         if self.bias is not None:
             y = y + self.bias
         return y.reshape(*x.shape[:-1], self.out_features)
+
+    def _c_parts(self) -> tuple[Tensor, Tensor, Tensor, Tensor | None] | None:
+        """The CSR arrays and bias as the C kernels read them, or None where they do not apply; found again only
+        when the weight or bias is another tensor (after `.to()`, `load`), as reading them costs ~3 us a call."""
+        w, seen = self.weight, self.__dict__.get("_parts_of")
+        if seen is None or seen[0] is not w or seen[1] is not self.bias:
+            self.__dict__["_parts_of"] = (w, self.bias)
+            ok = (kernels.usable(w) and w.crow_indices().dtype == torch.int64
+                  and (self.bias is None or kernels.usable(self.bias)))
+            self.__dict__["_parts"] = (w.crow_indices(), w.col_indices(), w.values().contiguous(),
+                                       None if self.bias is None else self.bias.contiguous()) if ok else None
+        return self.__dict__["_parts"]
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, nnz={self.weight._nnz()}"

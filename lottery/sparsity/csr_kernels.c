@@ -74,6 +74,21 @@ void lottery_transpose_pad(int64_t n, int64_t m, const float *x, int64_t s0, int
     }
 }
 
+/* y[i] = bias[i] + sum over survivors k of row i of vals[k] * x[col[k]]: one example (x is small enough for L1) */
+void lottery_csr_mv(int64_t rows, const int64_t *crow, const int64_t *col, const float *vals, const float *bias,
+                    const float *x, float *y) {
+    for (int64_t i = 0; i < rows; i++) {
+        /* four partial sums: one would chain every multiply-add of the row on the last */
+        float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        int64_t k = crow[i];
+        const int64_t end = crow[i + 1];
+        for (; k + 4 <= end; k += 4)
+            for (int j = 0; j < 4; j++) acc[j] += vals[k + j] * x[col[k + j]];
+        for (; k < end; k++) acc[0] += vals[k] * x[col[k]];
+        y[i] = (bias ? bias[i] : 0.0f) + ((acc[0] + acc[1]) + (acc[2] + acc[3]));
+    }
+}
+
 /* dst[k] = src[idx[k]]: a weight's (or its optimizer state's) survivors */
 void lottery_gather(int64_t n, const int64_t *idx, const float *src, float *dst) {
     for (int64_t k = 0; k < n; k++) dst[k] = src[idx[k]];

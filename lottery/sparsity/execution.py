@@ -174,7 +174,7 @@ def dense_gradients(model: nn.Module) -> Iterator[nn.Module]:
             p.sparse_grad = was
 
 
-def crossover(shape: tuple[int, int], batch: int, device: torch.device | str = "cpu", repeats: int = 5) -> float:
+def crossover(shape: tuple[int, int], batch: int, device: torch.device | str = "cpu", repeats: int = 15) -> float:
     """The density below which the sparse path (forward and both gradients) beats masked dense for a Linear weight
     of `shape` at `batch` rows on `device`, measured once (adjacent pairs at a few densities) and cached."""
     key = (tuple(shape), int(batch), str(device), kernels.name())  # torch's kernels have another crossover

@@ -129,6 +129,7 @@ def library() -> ctypes.CDLL | None:
                 getattr(lib, f"lottery_csr_sampled_{width}").argtypes = [i64, i64, ptr, ptr, ptr, ptr, ptr, i64]
             lib.lottery_transpose_pad.argtypes = [i64, i64, ptr, i64, i64, ptr, i64]
             lib.lottery_gather.argtypes = lib.lottery_scatter.argtypes = [i64, ptr, ptr, ptr]
+            lib.lottery_csr_mv.argtypes = [i64, ptr, ptr, ptr, ptr, ptr, ptr]
             _lib = lib
     if _lib is None and asked == "c":
         raise RuntimeError("LOTTERY_SPARSE_KERNELS=c but lottery's C kernels could not be built (see the warning "
@@ -173,6 +174,15 @@ def csr_mm(crow: Tensor, col: Tensor, values: Tensor, bias: Tensor | None, xt: T
     fn(rows, col.numel(), crow.data_ptr(), col.data_ptr(), values.data_ptr(),
        None if index is None else index.data_ptr(), None if bias is None else bias.data_ptr(), xt.data_ptr(),
        out.data_ptr(), ld)
+    return out
+
+
+def csr_mv(crow: Tensor, col: Tensor, values: Tensor, bias: Tensor | None, x: Tensor) -> Tensor:
+    """W x (+ bias) for W in CSR and one example x (1-D, contiguous float32)."""
+    assert values.is_contiguous() and x.is_contiguous() and (bias is None or bias.is_contiguous())
+    out = torch.empty(crow.numel() - 1, dtype=torch.float32)
+    _lib.lottery_csr_mv(out.numel(), crow.data_ptr(), col.data_ptr(), values.data_ptr(),
+                        None if bias is None else bias.data_ptr(), x.data_ptr(), out.data_ptr())
     return out
 
 
