@@ -14,6 +14,7 @@ import ctypes
 import hashlib
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -73,15 +74,21 @@ def _cpu_id() -> str:
     return f"{platform.machine()} {platform.system()} {flags}"
 
 
-def _cache_dir() -> Path:
+def _cache_dirs() -> list[Path]:
+    """Where a built library may go: the user's cache, then the temporary folder (a read-only or absent home)."""
     root = os.environ.get("LOTTERY_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "lottery")
-    return Path(root).expanduser() / "kernels"
+    try:
+        first = [Path(root).expanduser() / "kernels"]
+    except RuntimeError:  # no home to expand ~ into
+        first = []
+    return [*first, Path(tempfile.gettempdir()) / "lottery-kernels"]
 
 
 def _build() -> Path | None:
     """The compiled library's path (compiled now if not yet), or None where no C compiler can build it."""
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if compiler is None:
+    cc = os.environ.get("CC")
+    compiler = shlex.split(cc) if cc else [shutil.which(c) for c in ("cc", "gcc", "clang") if shutil.which(c)][:1]
+    if not compiler:
         warnings.warn("lottery: no C compiler (cc, gcc, clang or $CC) found, so sparse layers run on torch's CSR "
                       "kernels, which are slower; install one (e.g. apt-get install gcc) for lottery's own",
                       stacklevel=3)
@@ -89,26 +96,32 @@ def _build() -> Path | None:
     source = SOURCE.read_bytes()
     errors = []
     for flags in (FLAGS, tuple(f for f in FLAGS if f != "-march=native")):  # some compilers lack -march=native
-        key = hashlib.sha256(source + " ".join((compiler, *flags, _cpu_id())).encode()).hexdigest()[:16]
-        target = _cache_dir() / f"csr_kernels-{key}.so"
-        if target.exists():
-            return target
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            folder = target.parent
-        except OSError:
-            folder = Path(tempfile.gettempdir())
-            target = folder / target.name
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=folder)
-        os.close(fd)
-        done = subprocess.run([compiler, *flags, str(SOURCE), "-o", tmp], capture_output=True, text=True, timeout=120)
-        if done.returncode == 0:
-            os.replace(tmp, target)  # atomic: another process never loads a half-written library
-            return target
-        os.unlink(tmp)
-        errors.append(done.stderr.strip()[-500:])
-    warnings.warn(f"lottery: {compiler} could not build {SOURCE.name}, so sparse layers run on torch's CSR kernels, "
-                  f"which are slower. The compiler said: {errors[-1]}", stacklevel=3)
+        key = hashlib.sha256(source + " ".join((*compiler, *flags, _cpu_id())).encode()).hexdigest()[:16]
+        for folder in _cache_dirs():
+            target = folder / f"csr_kernels-{key}.so"
+            if target.exists():
+                return target
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(suffix=".so", dir=folder)
+            except OSError as e:  # not writable: the next folder
+                errors.append(f"{folder}: {e}")
+                continue
+            os.close(fd)
+            try:
+                done = subprocess.run([*compiler, *flags, str(SOURCE), "-o", tmp], capture_output=True, text=True,
+                                      timeout=120)
+                said = done.stderr.strip()[-500:] if done.returncode else None
+            except (OSError, subprocess.TimeoutExpired) as e:
+                said = str(e)
+            if said is None:
+                os.replace(tmp, target)  # atomic: another process never loads a half-written library
+                return target
+            os.unlink(tmp)
+            errors.append(said)
+            break  # the compiler failed: another folder will not help, other flags might
+    warnings.warn(f"lottery: {' '.join(compiler)} could not build {SOURCE.name}, so sparse layers run on torch's "
+                  f"CSR kernels, which are slower. The compiler said: {errors[-1] if errors else '?'}", stacklevel=3)
     return None
 
 
@@ -121,8 +134,13 @@ def library() -> ctypes.CDLL | None:
     if not _tried:
         _tried = True
         path = _build()
-        if path is not None:
-            lib = ctypes.CDLL(str(path))
+        try:
+            lib = None if path is None else ctypes.CDLL(str(path))
+        except OSError as e:  # e.g. a library another machine built into a shared cache
+            warnings.warn(f"lottery: could not load {path} ({e}), so sparse layers run on torch's CSR kernels; "
+                          "delete it to have it built again", stacklevel=2)
+            lib = None
+        if lib is not None:
             i64, ptr = ctypes.c_int64, ctypes.c_void_p
             for width in (16, 64):
                 getattr(lib, f"lottery_csr_mm_{width}").argtypes = [i64, i64, ptr, ptr, ptr, ptr, ptr, ptr, ptr, i64]

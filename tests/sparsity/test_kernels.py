@@ -139,3 +139,27 @@ def test_using_chooses_the_kernels_for_a_block(fresh, monkeypatch):
     with pytest.raises(ValueError, match="kernels='gpu': use one of auto, c, torch"):
         with kernels.using("gpu"):
             pass
+
+
+@needs_c
+def test_an_unwritable_cache_falls_back_to_the_temporary_folder(fresh, monkeypatch):
+    blocked = fresh / "a-file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("LOTTERY_CACHE", str(blocked))
+    monkeypatch.setattr(kernels.tempfile, "gettempdir", lambda: str(fresh / "tmp"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert kernels.library() is not None
+    assert len(list((fresh / "tmp" / "lottery-kernels").glob("csr_kernels-*.so"))) == 1
+
+
+def test_a_missing_compiler_or_a_broken_library_is_said_not_raised(fresh, monkeypatch):
+    monkeypatch.setenv("CC", str(fresh / "no-such-cc") + " -O1")  # $CC may carry arguments
+    with pytest.warns(UserWarning, match="no-such-cc -O1 could not build csr_kernels.c"):
+        assert kernels.library() is None
+    monkeypatch.setattr(kernels, "_tried", False)
+    broken = fresh / "broken.so"
+    broken.write_text("not a library")
+    monkeypatch.setattr(kernels, "_build", lambda: broken)
+    with pytest.warns(UserWarning, match="could not load .*broken.so .* delete it to have it built again"):
+        assert kernels.library() is None
