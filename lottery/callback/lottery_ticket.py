@@ -35,7 +35,7 @@ from lottery.plan import Plan
 from lottery.pruning import Pruner, get
 from lottery.pruning.inverted import Inverted
 from lottery.sparse_training import SparseTraining, with_distribution as sparse_training_method
-from lottery.sparsity import per_round_fraction, preserves_zeros, summary
+from lottery.sparsity import kernels, per_round_fraction, preserves_zeros, summary
 from lottery.sparsity.execution import SurvivorsStep, apply_sparse
 from lottery.sparsity.structure import NM
 from lottery.ticket import Ticket
@@ -366,7 +366,9 @@ class LotteryTicket(Callback):
         for step in self._steps:
             step.refresh()
         if said and said != self._said:
-            rank_zero_info("LotteryTicket: " + "; ".join(f"{n}: {how}" for n, how in said.items()))
+            on = (f" (on {kernels.name()})" if pl_module.device.type == "cpu"
+                  and any(how.startswith("sparse") for how in said.values()) else "")
+            rank_zero_info("LotteryTicket: " + "; ".join(f"{n}: {how}" for n, how in said.items()) + on)
         self._said = said
 
     # -- rounds ---------------------------------------------------------------------------------------

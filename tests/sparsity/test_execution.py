@@ -78,6 +78,7 @@ def test_training_on_sparse_kernels_matches_masked_dense_training(tmp_path, capl
     with caplog.at_level("INFO"):
         cb, module = run(tmp_path / "sparse", sparse_below=0.5)
     assert "net.fc1.weight: sparse (density 0.4578 < 0.5, sparse_below)" in caplog.text  # round 1 on
+    assert f"(on {kernels.name()})" in caplog.text  # which kernels, said once with the layers
     assert is_sparse(module.net.fc1)
     for a, b in zip(ref.tickets, cb.tickets):
         assert all(torch.equal(a.masks[n], b.masks[n]) for n in a.masks)  # the same tickets
