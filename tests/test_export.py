@@ -142,9 +142,18 @@ def test_compact_keeps_a_constant_channel_before_padding_and_drops_a_zero_one():
     torch.testing.assert_close(exported(x), masked(model, masks)(x), atol=1e-5, rtol=1e-5)
 
 
-def test_csr_conv_matches_the_masked_convolution_for_any_stride_padding_and_dilation():
+@pytest.mark.parametrize("choice", ["c", "torch"])
+def test_csr_conv_matches_the_masked_convolution_for_any_stride_padding_and_dilation(monkeypatch, choice):
+    """On lottery's direct sparse convolution and on torch's CSR product with the unfolded input."""
     from lottery.export import CSRConv2d
+    from lottery.sparsity import kernels
 
+    if choice == "c" and kernels.library() is None:
+        pytest.skip("no C compiler here: lottery's kernels cannot be built")
+    calls = []
+    real = kernels.sparse_conv2d
+    monkeypatch.setattr(kernels, "sparse_conv2d", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(kernels, "_forced", choice)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=(1, 2), dilation=2), nn.ReLU(),
                           nn.Conv2d(8, 4, (2, 3), bias=False), nn.Flatten(), nn.LazyLinear(5))
@@ -156,6 +165,11 @@ def test_csr_conv_matches_the_masked_convolution_for_any_stride_padding_and_dila
     for batch in (1, 4):
         x = torch.randn(batch, 3, 13, 11)
         torch.testing.assert_close(exported(x), masked(model, ticket.masks)(x), atol=1e-5, rtol=1e-5)
+    x = torch.randn(3, 13, 11)  # unbatched, and a non-contiguous batch
+    torch.testing.assert_close(exported[0](x), masked(model, ticket.masks)[0](x), atol=1e-5, rtol=1e-5)
+    x = torch.randn(2, 13, 11, 3).permute(0, 3, 1, 2)
+    torch.testing.assert_close(exported(x), masked(model, ticket.masks)(x), atol=1e-5, rtol=1e-5)
+    assert len(calls) == (7 if choice == "c" else 0)  # 2 convs x 3 batches, and the unbatched one
 
 
 def test_csr_keeps_a_grouped_conv_dense_and_says_so():

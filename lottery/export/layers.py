@@ -19,6 +19,21 @@ def to_csr(weight: Tensor) -> Tensor:
         return weight.detach().to_sparse_csr()
 
 
+def c_parts(layer: nn.Module, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor | None] | None:
+    """A CSR layer's arrays and bias as lottery's C kernels read them, or None where those do not apply to `x`
+    (float32 on CPU only). Found again only when the weight or bias is another tensor (after `.to()`, `load`), as
+    reading them costs ~3 us a call."""
+    if x.dtype != torch.float32 or x.device.type != "cpu" or kernels.library() is None:
+        return None
+    w, bias, seen = layer.weight, layer.bias, layer.__dict__.get("_parts_of")
+    if seen is None or seen[0] is not w or seen[1] is not bias:
+        layer.__dict__["_parts_of"] = (w, bias)
+        ok = kernels.usable(w) and w.crow_indices().dtype == torch.int64 and (bias is None or kernels.usable(bias))
+        layer.__dict__["_parts"] = (w.crow_indices(), w.col_indices(), w.values().contiguous(),
+                                    None if bias is None else bias.contiguous()) if ok else None
+    return layer.__dict__["_parts"]
+
+
 class CSRLinear(nn.Module):
     """A Linear layer whose weight is a CSR sparse matrix (survivors only): y = x Wᵀ + b."""
 
@@ -31,8 +46,8 @@ class CSRLinear(nn.Module):
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
 
     def forward(self, x: Tensor) -> Tensor:
-        parts = self._c_parts() if x.dtype == torch.float32 and x.device.type == "cpu" else None
-        if parts is not None and kernels.library() is not None:  # lottery's C kernels (lottery.sparsity.kernels)
+        parts = c_parts(self, x)
+        if parts is not None:  # lottery's C kernels (lottery.sparsity.kernels)
             if x.shape[0] == 1 and x.dim() == 2:  # one example: the hot path of batch-1 inference, kept short
                 return kernels.csr_mv(*parts, x.reshape(-1) if x.is_contiguous() else x.contiguous().view(-1))[None]
             flat = x.reshape(-1, self.in_features)
@@ -48,18 +63,6 @@ class CSRLinear(nn.Module):
         if self.bias is not None:
             y = y + self.bias
         return y.reshape(*x.shape[:-1], self.out_features)
-
-    def _c_parts(self) -> tuple[Tensor, Tensor, Tensor, Tensor | None] | None:
-        """The CSR arrays and bias as the C kernels read them, or None where they do not apply; found again only
-        when the weight or bias is another tensor (after `.to()`, `load`), as reading them costs ~3 us a call."""
-        w, seen = self.weight, self.__dict__.get("_parts_of")
-        if seen is None or seen[0] is not w or seen[1] is not self.bias:
-            self.__dict__["_parts_of"] = (w, self.bias)
-            ok = (kernels.usable(w) and w.crow_indices().dtype == torch.int64
-                  and (self.bias is None or kernels.usable(self.bias)))
-            self.__dict__["_parts"] = (w.crow_indices(), w.col_indices(), w.values().contiguous(),
-                                       None if self.bias is None else self.bias.contiguous()) if ok else None
-        return self.__dict__["_parts"]
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, nnz={self.weight._nnz()}"
@@ -99,6 +102,11 @@ class CSRConv2d(nn.Module):
         unbatched = x.dim() == 3
         if unbatched:
             x = x.unsqueeze(0)
+        parts = c_parts(self, x)
+        if parts is not None:  # a direct sparse convolution: no unfolded copy of the input (lottery.sparsity.kernels)
+            y = kernels.sparse_conv2d(x.contiguous(), *parts, self.out_channels, self.kernel_size, self.stride,
+                                      self.padding, self.dilation)
+            return y[0] if unbatched else y
         n, _, h, w = x.shape
         cols = nn.functional.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)  # N, C·kh·kw, L
         size = [(s + 2 * p - d * (k - 1) - 1) // st + 1 for s, p, d, k, st in

@@ -89,6 +89,43 @@ void lottery_csr_mv(int64_t rows, const int64_t *crow, const int64_t *col, const
     }
 }
 
+static inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+/* A direct sparse convolution (groups 1, zero padding), with no unfolded copy of the input: for each survivor
+   (o, c, ky, kx) of a CSR weight [O, C*kh*kw] (columns in unfold's (c, ky, kx) order), its value times the input
+   plane of channel c, shifted, is added to output plane o, row by row. An output plane stays in L1 across its
+   survivors. y[b, o] = bias[o] + sum of those. x is [n, C, H, W] and y [n, O, OH, OW], both contiguous. */
+void lottery_sparse_conv2d(int64_t n, int64_t C, int64_t H, int64_t W, int64_t O, int64_t OH, int64_t OW,
+                           int64_t kh, int64_t kw, int64_t sy, int64_t sx, int64_t py, int64_t px, int64_t dy,
+                           int64_t dx, const int64_t *crow, const int64_t *col, const float *vals, const float *bias,
+                           const float *x, float *y) {
+    for (int64_t b = 0; b < n; b++)
+        for (int64_t o = 0; o < O; o++) {
+            float *out = y + (b * O + o) * OH * OW;
+            const float start = bias ? bias[o] : 0.0f;
+            for (int64_t i = 0; i < OH * OW; i++) out[i] = start;
+            for (int64_t k = crow[o]; k < crow[o + 1]; k++) {
+                const int64_t c = col[k] / (kh * kw), ky = col[k] / kw % kh, kx = col[k] % kw;
+                const float v = vals[k];
+                const float *in = x + (b * C + c) * H * W;
+                const int64_t shift = kx * dx - px;  /* ix = ox * sx + shift */
+                const int64_t ox0 = shift >= 0 ? 0 : floor_div(-shift + sx - 1, sx);
+                int64_t ox1 = floor_div(W - 1 - shift, sx) + 1;
+                if (ox1 > OW) ox1 = OW;
+                for (int64_t oy = 0; oy < OH; oy++) {
+                    const int64_t iy = oy * sy - py + ky * dy;
+                    if (iy < 0 || iy >= H) continue;
+                    float *dst = out + oy * OW;
+                    const float *row = in + iy * W + shift;
+                    if (sx == 1)
+                        for (int64_t ox = ox0; ox < ox1; ox++) dst[ox] += v * row[ox];
+                    else
+                        for (int64_t ox = ox0; ox < ox1; ox++) dst[ox] += v * row[ox * sx];
+                }
+            }
+        }
+}
+
 /* dst[k] = src[idx[k]]: a weight's (or its optimizer state's) survivors */
 void lottery_gather(int64_t n, const int64_t *idx, const float *src, float *dst) {
     for (int64_t k = 0; k < n; k++) dst[k] = src[idx[k]];

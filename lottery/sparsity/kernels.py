@@ -148,6 +148,7 @@ def library() -> ctypes.CDLL | None:
             lib.lottery_transpose_pad.argtypes = [i64, i64, ptr, i64, i64, ptr, i64]
             lib.lottery_gather.argtypes = lib.lottery_scatter.argtypes = [i64, ptr, ptr, ptr]
             lib.lottery_csr_mv.argtypes = [i64, ptr, ptr, ptr, ptr, ptr, ptr]
+            lib.lottery_sparse_conv2d.argtypes = [i64] * 15 + [ptr] * 6
             _lib = lib
     if _lib is None and asked == "c":
         raise RuntimeError("LOTTERY_SPARSE_KERNELS=c but lottery's C kernels could not be built (see the warning "
@@ -201,6 +202,21 @@ def csr_mv(crow: Tensor, col: Tensor, values: Tensor, bias: Tensor | None, x: Te
     out = torch.empty(crow.numel() - 1, dtype=torch.float32)
     _lib.lottery_csr_mv(out.numel(), crow.data_ptr(), col.data_ptr(), values.data_ptr(),
                         None if bias is None else bias.data_ptr(), x.data_ptr(), out.data_ptr())
+    return out
+
+
+def sparse_conv2d(x: Tensor, crow: Tensor, col: Tensor, values: Tensor, bias: Tensor | None, out_channels: int,
+                  kernel_size: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
+                  dilation: tuple[int, int]) -> Tensor:
+    """conv2d(x, W, bias) (groups 1, zero padding) for W as CSR [out, in·kh·kw] and a contiguous float32 NCHW x."""
+    assert x.is_contiguous() and values.is_contiguous() and (bias is None or bias.is_contiguous())
+    n, c, h, w = x.shape
+    size = [(s + 2 * p - d * (k - 1) - 1) // st + 1
+            for s, p, d, k, st in zip((h, w), padding, dilation, kernel_size, stride)]
+    out = torch.empty(n, out_channels, *size, dtype=torch.float32)
+    _lib.lottery_sparse_conv2d(n, c, h, w, out_channels, *size, *kernel_size, *stride, *padding, *dilation,
+                               crow.data_ptr(), col.data_ptr(), values.data_ptr(),
+                               None if bias is None else bias.data_ptr(), x.data_ptr(), out.data_ptr())
     return out
 
 

@@ -163,3 +163,27 @@ def test_a_missing_compiler_or_a_broken_library_is_said_not_raised(fresh, monkey
     monkeypatch.setattr(kernels, "_build", lambda: broken)
     with pytest.warns(UserWarning, match="could not load .*broken.so .* delete it to have it built again"):
         assert kernels.library() is None
+
+
+@needs_c
+@pytest.mark.parametrize("shape", [
+    dict(cin=64, cout=16, k=3, s=1, p=1, d=1, hw=(16, 16)),
+    dict(cin=3, cout=8, k=5, s=2, p=2, d=1, hw=(13, 11)),
+    dict(cin=4, cout=6, k=3, s=3, p=0, d=2, hw=(17, 9)),
+    dict(cin=5, cout=7, k=(3, 1), s=(1, 2), p=(2, 0), d=(1, 3), hw=(10, 12)),
+    dict(cin=2, cout=3, k=3, s=1, p=4, d=1, hw=(3, 3)),  # padding wider than the image
+])
+def test_the_direct_sparse_convolution_equals_conv2d(shape):
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(shape["cin"], shape["cout"], shape["k"], stride=shape["s"], padding=shape["p"],
+                           dilation=shape["d"])
+    mask = torch.rand_like(conv.weight) < 0.3
+    mask[0] = False  # an output channel without survivors: its bias
+    weight = conv.weight.detach() * mask
+    pattern = Pattern(mask.reshape(shape["cout"], -1))
+    x = torch.randn(2, shape["cin"], *shape["hw"])
+    for bias in (conv.bias.detach(), None):
+        y = kernels.sparse_conv2d(x, pattern.crow, pattern.col, weight[mask].contiguous(), bias, shape["cout"],
+                                  conv.kernel_size, conv.stride, conv.padding, conv.dilation)
+        torch.testing.assert_close(y, torch.nn.functional.conv2d(x, weight, bias, conv.stride, conv.padding,
+                                                                 conv.dilation), atol=1e-5, rtol=1e-5)
