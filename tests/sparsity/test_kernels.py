@@ -183,7 +183,7 @@ def test_the_direct_sparse_convolution_equals_conv2d(shape):
     pattern = Pattern(mask.reshape(shape["cout"], -1))
     x = torch.randn(2, shape["cin"], *shape["hw"])
     for bias in (conv.bias.detach(), None):
+        expected = torch.nn.functional.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation)
         y = kernels.sparse_conv2d(x, pattern.crow, pattern.col, weight[mask].contiguous(), bias, shape["cout"],
-                                  conv.kernel_size, conv.stride, conv.padding, conv.dilation)
-        torch.testing.assert_close(y, torch.nn.functional.conv2d(x, weight, bias, conv.stride, conv.padding,
-                                                                 conv.dilation), atol=1e-5, rtol=1e-5)
+                                  expected.shape[-2:], conv.kernel_size, conv.stride, conv.padding, conv.dilation)
+        torch.testing.assert_close(y, expected, atol=1e-5, rtol=1e-5)
