@@ -217,6 +217,8 @@ class LotteryTicket(Callback):
                                  "execution does not compute at pruned positions; drop sparse_below, or use it with "
                                  "IMP or sparse_training='gmp'")
             self.live.listeners.append(self._run_sparse)
+            # optimizer state the survivors' steps hold compacted goes back whole before the Masker zeroes it
+            self.live.before.append(lambda: [step.expand() for step in self._steps])
         self.sparse_below = sparse_below
         self.run = RunState(label=self.pruner.name)  # with live, metrics and tickets: all of it in state_dict()
         self._plan: Plan | None = None

@@ -25,6 +25,7 @@ class LiveMasks:
         self.masks: dict[str, Tensor] | None = None
         self.masker: Masker | None = None
         self.listeners: list[Callable[[pl.LightningModule, dict[str, Tensor]], None]] = []  # told of new masks
+        self.before: list[Callable[[], None]] = []  # told before the masks and the optimizer state change
 
     def attach(self, module: pl.LightningModule, dense: dict[str, Tensor]) -> None:
         """Start masking `module` (with `dense` masks unless a checkpoint gave some) and zero its pruned weights."""
@@ -43,6 +44,8 @@ class LiveMasks:
         """Take rank zero's `masks` (None on other ranks; shaped and placed like `like`, default the current ones),
         zero the pruned weights and their optimizer state."""
         shared = trainer.strategy.broadcast(None if masks is None else packed(masks), src=0)
+        for hook in self.before:
+            hook()
         like = self.masks if like is None else like
         self.masks = {n: unpack_bits(shared[n], m.shape).to(m.device) for n, m in like.items()}
         self.masker = Masker(module, self.masks)

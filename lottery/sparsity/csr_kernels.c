@@ -13,10 +13,9 @@
 #define AHEAD 8
 
 #define DEFINE_KERNELS(W)                                                                                            \
-/* yt[i, :] = bias[i] + sum over survivors k of row i of v[k] * xt[col[k], :], where v[k] = vals[idx[k]] (the      \
-   survivors read in place from the whole weight) or, with idx NULL, vals[k]; bias may be NULL */                  \
+/* yt[i, :] = bias[i] + sum over survivors k of row i of vals[k] * xt[col[k], :]; bias may be NULL */                \
 void lottery_csr_mm_##W(int64_t rows, int64_t nnz, const int64_t *crow, const int64_t *col, const float *vals,     \
-                        const int64_t *idx, const float *bias, const float *xt, float *yt, int64_t ld) {           \
+                        const float *bias, const float *xt, float *yt, int64_t ld) {                               \
     for (int64_t b0 = 0; b0 < ld; b0 += W)                                                                         \
         for (int64_t i = 0; i < rows; i++) {                                                                       \
             float acc[W];                                                                                          \
@@ -26,7 +25,7 @@ void lottery_csr_mm_##W(int64_t rows, int64_t nnz, const int64_t *crow, const in
             for (int64_t k = crow[i]; k < end; k++) {                                                              \
                 const float *ahead = xt + col[k + AHEAD < nnz ? k + AHEAD : k] * ld + b0;                          \
                 for (int c = 0; c < W; c += 16) __builtin_prefetch(ahead + c);                                     \
-                const float v = idx ? vals[idx[k]] : vals[k];                                                      \
+                const float v = vals[k];                                                                   \
                 const float *x = xt + col[k] * ld + b0;                                                            \
                 for (int b = 0; b < W; b++) acc[b] += v * x[b];                                                    \
             }                                                                                                      \
@@ -65,6 +64,13 @@ DEFINE_KERNELS(64)
    1000, ld = 1024: 16 rows at once took 2.3 ms, 27x as long as at batch 256) */
 #define TILE 8
 void lottery_transpose_pad(int64_t n, int64_t m, const float *x, int64_t s0, int64_t s1, float *xt, int64_t ld) {
+    if (s0 == 1) {  /* x already feature-major (a sparse layer's output, through an elementwise op): row copies */
+        for (int64_t j = 0; j < m; j++) {
+            memcpy(xt + j * ld, x + j * s1, n * sizeof(float));
+            memset(xt + j * ld + n, 0, (ld - n) * sizeof(float));
+        }
+        return;
+    }
     for (int64_t j0 = 0; j0 < m; j0 += TILE) {
         const int64_t j1 = j0 + TILE < m ? j0 + TILE : m;
         for (int64_t b = 0; b < n; b++)

@@ -45,8 +45,21 @@ class Pattern:
         self.t_perm = order
         self.t_crow = torch.ops.aten._convert_indices_from_coo_to_csr(cols[order], in_f)
         self.t_col = rows[order]
-        self.t_flat = self.flat[order]  # the transpose's survivors, read in place from the whole weight
         self.density = rows.numel() / mask.numel()
+        # the survivors' values as a SurvivorsStep last left them, valid while `key` is the weight's (data_ptr,
+        # _version): a fused optimizer writes without bumping the version, so only a SurvivorsStep, which sees
+        # every step of the weight's optimizer, sets the key
+        self.values: Tensor | None = None
+        self.key: tuple[int, int] | None = None
+
+    def values_of(self, weight: Tensor) -> Tensor:
+        """The survivors' values of `weight` in row-major order (kept by the last SurvivorsStep, else gathered)."""
+        if self.key is not None and self.key == (weight.data_ptr(), weight._version):
+            return self.values
+        w = weight.detach()
+        if kernels.usable(w) and w.is_contiguous():
+            return kernels.gather(w, self.flat)
+        return w.reshape(-1).index_select(0, self.flat)  # index_select: 4x faster than [] here
 
     def csr(self, values: Tensor) -> Tensor:
         """W as CSR with these survivor values (row-major order)."""
@@ -85,14 +98,14 @@ class _SparseLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, pattern: Pattern) -> Tensor:  # noqa: D102
         ctx.pattern, ctx.has_bias, ctx.batch = pattern, bias is not None, x.shape[0]
-        ctx.c = kernels.usable(x, weight, *([] if bias is None else [bias]))
-        if ctx.c:  # lottery's kernels: x transposed and padded, W x + b in one pass, survivors read in place
+        values = pattern.values_of(weight)  # contiguous survivors: a few KB, not the whole weight's cache lines
+        ctx.c = kernels.usable(x, values, *([] if bias is None else [bias]))
+        if ctx.c:  # lottery's kernels: x transposed and padded, W x + b in one pass
             xt = kernels.transpose_pad(x.detach(), kernels.padded(x.shape[0]))
-            y = kernels.csr_mm(pattern.crow, pattern.col, weight.detach().contiguous(),
-                               None if bias is None else bias.detach().contiguous(), xt, index=pattern.flat)
-            ctx.save_for_backward(xt, weight)
+            y = kernels.csr_mm(pattern.crow, pattern.col, values, None if bias is None else bias.detach().contiguous(),
+                               xt)
+            ctx.save_for_backward(xt, values)
             return y[:, :x.shape[0]].t()
-        values = weight.reshape(-1).index_select(0, pattern.flat)  # index_select: 4x faster than [] here
         xt = x.t().contiguous()  # a contiguous right side is faster, here and in the weight gradient
         y = torch.sparse.mm(pattern.csr(values), xt).t()
         if bias is not None:
@@ -102,13 +115,13 @@ class _SparseLinear(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_y: Tensor):  # noqa: D102
-        xt, values = ctx.saved_tensors  # on the C path, the whole weight
+        xt, values = ctx.saved_tensors
         pattern: Pattern = ctx.pattern
         grad_x = grad_w = grad_b = None
         if ctx.c:
             gyt = kernels.transpose_pad(grad_y, xt.shape[1])
             if ctx.needs_input_grad[0]:  # Wᵀ gy: the same product on the transpose's CSR
-                vt = kernels.gather(values.detach().contiguous(), pattern.t_flat)
+                vt = kernels.gather(values, pattern.t_perm)
                 grad_x = kernels.csr_mm(pattern.t_crow, pattern.t_col, vt, None, gyt)[:, :ctx.batch].t()
             if ctx.needs_input_grad[1]:
                 grad_w = pattern.gradient(kernels.csr_sampled(pattern.crow, pattern.col, gyt, xt))
@@ -232,15 +245,45 @@ def apply_sparse(model: nn.Module, masks: Mapping[str, Tensor], below: float | s
     return said
 
 
+class _Held:
+    """A weight's per-weight optimizer state held survivor-sized between steps, and the whole tensors it came from."""
+
+    def __init__(self, flat: Tensor, whole: dict[str, Tensor], c: bool) -> None:
+        self.flat, self.whole, self.c = flat, whole, c
+        take = (lambda t: kernels.gather(t, flat)) if c else (lambda t: t.reshape(-1).index_select(0, flat))
+        self.compact = {k: take(v) for k, v in whole.items()}
+
+    def current(self, state: Mapping[str, object] | None) -> bool:
+        """True while the optimizer's state is still these compact tensors (not replaced, e.g. by load_state_dict)."""
+        return state is not None and all(state.get(k) is v for k, v in self.compact.items())
+
+    def put_back(self, state: dict[str, object]) -> None:
+        """Write the survivors' state into the whole tensors and hand those back to the optimizer."""
+        for k, whole in self.whole.items():
+            if self.c:
+                kernels.scatter(whole, self.flat, self.compact[k])
+            else:
+                whole.view(-1).scatter_(0, self.flat, self.compact[k])
+            state[k] = whole
+
+
 class SurvivorsStep:
-    """An optimizer step over the survivors of sparse layers only: before the step their weights, gradients and
-    per-weight state are gathered to survivor-sized tensors, after it scattered back (pruned entries untouched).
+    """An optimizer step over the survivors of sparse layers only: their weights, gradients and per-weight state
+    are swapped for survivor-sized tensors for the step, and the updated weights scattered back after it (pruned
+    entries untouched).
 
     For optimizers whose update is elementwise (SGD, Adam, AdamW, RMSprop, Adagrad: `lottery.sparsity.masking`'s
     ZERO_PRESERVING), this is the same update at every survivor and none at a pruned entry (zero gradient and zero
     state give zero there), at the cost of the survivors instead of the whole weight. Any other optimizer, a fused
     one where lottery's C kernels do not apply (CUDA, no compiler) and the first step (which makes the optimizer's
     state) get a survivor-sized sparse gradient back as the dense one.
+
+    On lottery's C kernels the per-weight state stays survivor-sized between steps, and so do the weights' values
+    the sparse forward reads (`Pattern.values_of`): a step then touches a few KB instead of gathering and scattering
+    whole tensors (LeNet-300-100's 784x300 weight and its two Adam moments are 2.8 MB, beyond a core's L2). The
+    whole state is written back before anyone else may read it: `expand` (by the optimizer's `state_dict`, a new
+    pattern, `remove`, and whoever changes the masks or the state), and it is dropped when `load_state_dict`
+    replaces it.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
@@ -251,17 +294,32 @@ class SurvivorsStep:
         # and scatter in one call each, a compacted fused step measured 256 us against 304 (gather + step, median)
         self.compact = preserves_zeros(optimizer)
         self.fused = any(g.get("fused") for g in optimizer.param_groups)
-        self._swapped: list[tuple[nn.Parameter, Tensor, Tensor, dict[str, Tensor], Tensor, bool]] = []
-        self.handles = [optimizer.register_step_post_hook(self._scatter)]
+        self._swapped: list[tuple[nn.Parameter, Tensor, Tensor, Tensor, bool, Pattern]] = []
+        self.held: dict[nn.Parameter, _Held] = {}
+        self.handles = [optimizer.register_step_post_hook(self._scatter),
+                        optimizer.register_state_dict_pre_hook(lambda opt: self.expand()),
+                        optimizer.register_load_state_dict_pre_hook(lambda opt, state: self.held.clear())]
         self.refresh()
 
     def refresh(self) -> None:
         """Find the sparse layers this optimizer steps (again after `apply_sparse`), so a step scans no other module."""
+        self.expand()  # state compacted on the old survivors goes back first
         owned = {id(p) for group in self.optimizer.param_groups for p in group["params"]}
         self.layers = [m for m in self.model.modules() if is_sparse(m) and id(m.weight) in owned]
 
+    @torch.no_grad()
+    def expand(self) -> None:
+        """Hand the optimizer its whole per-weight state again (written back from the survivors'); the next step
+        compacts it anew."""
+        for p, held in self.held.items():
+            state = self.optimizer.state.get(p)
+            if held.current(state):
+                held.put_back(state)
+        self.held.clear()
+
     def remove(self) -> None:
-        """Stop compacting this optimizer's steps."""
+        """Stop compacting this optimizer's steps, its state whole again."""
+        self.expand()
         for handle in self.handles:
             handle.remove()
 
@@ -275,30 +333,45 @@ class SurvivorsStep:
             if grad is None:
                 continue
             state = optimizer.state.get(p)
-            whole = [p.data, *(v for v in (state or {}).values() if isinstance(v, Tensor) and v.dim())]
-            c = kernels.usable(*whole) and all(t.is_contiguous() for t in whole)
-            if not self.compact or not state or (self.fused and not c):
-                # the first step makes the optimizer's state, full-sized, on the whole weight; other optimizers
-                # read whole tensors
-                if grad.is_sparse:
-                    p.grad = pattern.dense_of(grad)
-                continue
-            full, flat = p.data, pattern.flat
-            take = (lambda t: kernels.gather(t, flat)) if c else (lambda t: t.reshape(-1).index_select(0, flat))
-            state = {k: v for k, v in state.items() if isinstance(v, Tensor) and v.shape == full.shape}
-            for k, v in state.items():
-                optimizer.state[p][k] = take(v)
-            p.data = take(full)
+            held = self.held.get(p)
+            if held is not None and (held.flat is not pattern.flat or not held.current(state)):
+                if held.current(state):  # compacted on other survivors: back into the whole tensors first
+                    held.put_back(state)
+                del self.held[p]  # else replaced behind our back: what the optimizer holds now is the truth
+                held = None
+            if held is None:
+                whole = [p.data, *(v for v in (state or {}).values() if isinstance(v, Tensor) and v.dim())]
+                c = kernels.usable(*whole) and all(t.is_contiguous() for t in whole)
+                if not self.compact or not state or (self.fused and not c):
+                    # the first step makes the optimizer's state, full-sized, on the whole weight; other optimizers
+                    # read whole tensors
+                    if grad.is_sparse:
+                        p.grad = pattern.dense_of(grad)
+                    continue
+                held = _Held(pattern.flat, {k: v for k, v in state.items()
+                                            if isinstance(v, Tensor) and v.shape == p.shape}, c)
+                state.update(held.compact)
+                self.held[p] = held
+            full, values = p.data, pattern.values_of(p)  # p itself: p.data has a version counter of its own
+            p.data = values
             p.grad = pattern.survivors_of(grad)
-            self._swapped.append((p, full, grad, state, flat, c))
+            self._swapped.append((p, full, grad, pattern.flat, held.c, pattern))
 
     @torch.no_grad()
     def _scatter(self, optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
-        for p, full, grad, state, flat, c in self._swapped:
-            put = (lambda t, v: kernels.scatter(t, flat, v)) if c else (lambda t, v: t.view(-1).scatter_(0, flat, v))
-            put(full, p.data)
-            for k, v in state.items():
-                put(v, optimizer.state[p][k])
-                optimizer.state[p][k] = v
+        swapped = set()
+        for p, full, grad, flat, c, pattern in self._swapped:
+            values = p.data
+            if c:
+                kernels.scatter(full, flat, values)
+            else:
+                full.view(-1).scatter_(0, flat, values)
             p.data, p.grad = full, grad
+            pattern.values, pattern.key = values, (full.data_ptr(), p._version)
+            swapped.add(p)
+            if not c:  # torch's kernels: the whole state back at every step, as it always was
+                self.held.pop(p).put_back(optimizer.state[p])
+        for module in self.layers:
+            if module.weight not in swapped:  # stepped whole (or not at all): what the forward kept may be stale
+                module._lottery_pattern.key = None
         self._swapped = []

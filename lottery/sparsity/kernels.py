@@ -143,7 +143,7 @@ def library() -> ctypes.CDLL | None:
         if lib is not None:
             i64, ptr = ctypes.c_int64, ctypes.c_void_p
             for width in (16, 64):
-                getattr(lib, f"lottery_csr_mm_{width}").argtypes = [i64, i64, ptr, ptr, ptr, ptr, ptr, ptr, ptr, i64]
+                getattr(lib, f"lottery_csr_mm_{width}").argtypes = [i64, i64, ptr, ptr, ptr, ptr, ptr, ptr, i64]
                 getattr(lib, f"lottery_csr_sampled_{width}").argtypes = [i64, i64, ptr, ptr, ptr, ptr, ptr, i64]
             lib.lottery_transpose_pad.argtypes = [i64, i64, ptr, i64, i64, ptr, i64]
             lib.lottery_gather.argtypes = lib.lottery_scatter.argtypes = [i64, ptr, ptr, ptr]
@@ -182,17 +182,14 @@ def transpose_pad(x: Tensor, ld: int) -> Tensor:
     return out
 
 
-def csr_mm(crow: Tensor, col: Tensor, values: Tensor, bias: Tensor | None, xt: Tensor,
-           index: Tensor | None = None) -> Tensor:
-    """W xt (+ bias per row) for W in CSR (int64 crow/col; float32 values, or `values[index]` with an int64 index
-    into a whole weight, read in place) and xt from `transpose_pad`."""
+def csr_mm(crow: Tensor, col: Tensor, values: Tensor, bias: Tensor | None, xt: Tensor) -> Tensor:
+    """W xt (+ bias per row) for W in CSR (int64 crow/col, float32 values) and xt from `transpose_pad`."""
     rows, ld = crow.numel() - 1, xt.shape[1]
     assert values.is_contiguous() and xt.is_contiguous() and (bias is None or bias.is_contiguous())
     out = torch.empty(rows, ld, dtype=torch.float32)
     fn = _lib.lottery_csr_mm_64 if ld % 64 == 0 else _lib.lottery_csr_mm_16
     fn(rows, col.numel(), crow.data_ptr(), col.data_ptr(), values.data_ptr(),
-       None if index is None else index.data_ptr(), None if bias is None else bias.data_ptr(), xt.data_ptr(),
-       out.data_ptr(), ld)
+       None if bias is None else bias.data_ptr(), xt.data_ptr(), out.data_ptr(), ld)
     return out
 
 

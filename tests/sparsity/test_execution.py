@@ -156,9 +156,19 @@ def test_the_survivors_step_is_the_masked_dense_step(make_opt, sparse_kernels):
     torch.testing.assert_close(sparse.weight, dense.weight)
     torch.testing.assert_close(sparse.bias, dense.bias)
     assert not sparse.weight[~mask].any()
-    for k, v in opt_s.state[sparse.weight].items():
-        if isinstance(v, torch.Tensor) and v.dim():
-            assert v.shape == (24, 40) and not v[~mask].any(), k
+    moments = [k for k, v in opt_s.state[sparse.weight].items() if isinstance(v, torch.Tensor) and v.dim()]
+    # on lottery's C kernels the state stays survivor-sized between steps; state_dict() (a checkpoint) and
+    # expand() give it whole, equal to the masked dense run's
+    for k in moments:
+        held = opt_s.state[sparse.weight][k]
+        assert held.numel() == (int(mask.sum()) if sparse_kernels == "c" else mask.numel()), k
+    saved = opt_s.state_dict()["state"][0]
+    step.expand()
+    for k in moments:
+        v = opt_s.state[sparse.weight][k]
+        assert v.shape == (24, 40) and not v[~mask].any(), k
+        assert torch.equal(saved[k], v), k
+        torch.testing.assert_close(v, opt_d.state[dense.weight][k])
 
 
 def test_the_weight_gradient_is_survivor_sized():
@@ -245,3 +255,64 @@ def test_a_pruner_that_reads_gradients_scores_sparse_layers_as_dense_ones(tmp_pa
     assert is_sparse(module.net.fc1)
     for a, b in zip(ref.tickets, cb.tickets, strict=True):
         assert all(torch.equal(a.masks[n], b.masks[n]) for n in a.masks), a.round
+
+
+def test_the_survivors_step_keeps_the_values_the_forward_reads():
+    """After a compacted step the forward reads the survivors' values the step left (no gather from the whole
+    weight), and anything that then writes the weight (load_state_dict, a Masker, a step on the whole weight after
+    the optimizer's state was cleared) is seen by the next forward."""
+    from lottery.sparsity.execution import SurvivorsStep
+
+    mask, dense, sparse = twin_layers(sparse_grad=True)
+    opt_d, opt_s = (torch.optim.Adam(m.parameters(), 1e-2, fused=True) for m in (dense, sparse))
+    step = SurvivorsStep(sparse, opt_s)
+    pattern = sparse._lottery_pattern
+
+    def train(steps):
+        for _ in range(steps):
+            x = torch.randn(8, 40)
+            for model, opt in ((dense, opt_d), (sparse, opt_s)):
+                opt.zero_grad()
+                (model(x) ** 2).mean().backward()
+            dense.weight.grad.mul_(mask)
+            opt_d.step()
+            step.gather()
+            opt_s.step()
+        x = torch.randn(8, 40)
+        torch.testing.assert_close(sparse(x), dense(x))
+
+    train(3)
+    if kernels.choice() == "c":  # compacted steps: the kept values are what the forward reads
+        assert pattern.values_of(sparse.weight) is pattern.values
+    new = {"weight": torch.randn(24, 40) * mask, "bias": torch.randn(24)}
+    dense.load_state_dict(new)
+    sparse.load_state_dict(new)
+    train(1)
+    with torch.no_grad():
+        for m in (dense, sparse):
+            m.weight.mul_(0.5)
+    train(1)
+    opt_d.state.clear()  # the next step makes the state anew, on the whole weight, unseen by its version counter
+    opt_s.state.clear()
+    train(2)
+
+
+def test_optimizer_state_kept_through_a_round_change_is_that_of_masked_dense(tmp_path):
+    """rewind="none" keeps the optimizer state across rounds, with the newly pruned entries zeroed; state held
+    survivor-sized between steps goes back whole first, so those entries are zeroed too."""
+    def fit(**kw):
+        pl.seed_everything(0)
+        cb = LotteryTicket(rounds=2, epochs_per_round=1, prune_fraction=0.6, rewind="none",
+                           dirpath=str(tmp_path / str(kw) / "t"), **kw)
+        module = Module(scheduler=None)
+        t = trainer(tmp_path / str(kw), [cb], enable_checkpointing=False)  # a checkpoint's state_dict expands it
+        t.fit(module)
+        return module, t.optimizers[0].state_dict()["state"]
+
+    (ref, ref_state), (module, state) = fit(), fit(sparse_below=0.5)
+    assert is_sparse(module.net.fc1)
+    for (n, a), b in zip(ref.state_dict().items(), module.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4), n
+    for i in ref_state:
+        for k, v in ref_state[i].items():
+            torch.testing.assert_close(state[i][k], v, atol=1e-5, rtol=1e-4), (i, k)
