@@ -47,10 +47,15 @@ class Pattern:
         self.t_col = rows[order]
         self.density = rows.numel() / mask.numel()
         # the survivors' values as a SurvivorsStep last left them, valid while `key` is the weight's (data_ptr,
-        # _version): a fused optimizer writes without bumping the version, so only a SurvivorsStep, which sees
-        # every step of the weight's optimizer, sets the key
+        # _version). A fused optimizer writes without bumping the version, so `keep` is only for whoever sees every
+        # write of the weight: a SurvivorsStep (which drops the key after any step it did not make), `crossover`
         self.values: Tensor | None = None
         self.key: tuple[int, int] | None = None
+
+    def keep(self, weight: Tensor, values: Tensor) -> None:
+        """Have the forward read `values` as the survivors of `weight` until the weight's version changes (writes
+        through `.data` and fused optimizers' are not seen: see above)."""
+        self.values, self.key = values, (weight.data_ptr(), weight._version)
 
     def values_of(self, weight: Tensor) -> Tensor:
         """The survivors' values of `weight` in row-major order (kept by the last SurvivorsStep, else gathered)."""
@@ -187,6 +192,9 @@ def dense_gradients(model: nn.Module) -> Iterator[nn.Module]:
             p.sparse_grad = was
 
 
+DENSITIES = (0.5, 0.4, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01)  # where `crossover` looks, densest first
+
+
 def crossover(shape: tuple[int, int], batch: int, device: torch.device | str = "cpu", repeats: int = 15) -> float:
     """The density below which the sparse path (forward and both gradients) beats masked dense for a Linear weight
     of `shape` at `batch` rows on `device`, measured once (adjacent pairs at a few densities) and cached."""
@@ -197,10 +205,11 @@ def crossover(shape: tuple[int, int], batch: int, device: torch.device | str = "
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(batch, in_f, generator=gen).to(device)
     found = 0.0
-    for density in (0.3, 0.2, 0.1, 0.05, 0.02, 0.01):
+    for density in DENSITIES:
         weight = nn.Parameter(torch.randn(out_f, in_f, generator=gen).to(device))
         mask = torch.rand(out_f, in_f, generator=gen).to(device) < density
         pattern = Pattern(mask)
+        pattern.keep(weight, pattern.values_of(weight))  # as a SurvivorsStep leaves it between steps
         dense_t, sparse_t = _pair(x, weight, mask, pattern, repeats)
         if sparse_t < dense_t:
             found = density
@@ -367,7 +376,7 @@ class SurvivorsStep:
             else:
                 full.view(-1).scatter_(0, flat, values)
             p.data, p.grad = full, grad
-            pattern.values, pattern.key = values, (full.data_ptr(), p._version)
+            pattern.keep(p, values)
             swapped.add(p)
             if not c:  # torch's kernels: the whole state back at every step, as it always was
                 self.held.pop(p).put_back(optimizer.state[p])
