@@ -45,10 +45,12 @@ static inline __m256 lottery_sum8(const __m256 *r) {
 #endif
 
 #define DEFINE_KERNELS(W)                                                                                            \
-/* yt[i, :] = bias[i] + sum over survivors k of row i of vals[k] * xt[col[k], :]; bias may be NULL */                \
+/* yt[i, :n] = bias[i] + sum over survivors k of row i of v[k] * xt[col[k], :n], where v[k] = vals[idx[k]] (e.g.   \
+   the transpose's survivors read from the weight's own order) or, with idx NULL, vals[k]; bias may be NULL. Only   \
+   the first n <= ld columns of each row of yt are written (yt may be a view that ends there) */                   \
 void lottery_csr_mm_##W(int64_t rows, int64_t nnz, const int64_t *crow, const int64_t *col, const float *vals,     \
-                        const float *bias, const float *xt, float *yt, int64_t ld) {                               \
-    for (int64_t b0 = 0; b0 < ld; b0 += W)                                                                         \
+                        const int64_t *idx, const float *bias, const float *xt, float *yt, int64_t ld, int64_t n) { \
+    for (int64_t b0 = 0; b0 < n; b0 += W)                                                                          \
         for (int64_t i = 0; i < rows; i++) {                                                                       \
             float acc[W];                                                                                          \
             const float start = bias ? bias[i] : 0.0f;                                                             \
@@ -57,11 +59,11 @@ void lottery_csr_mm_##W(int64_t rows, int64_t nnz, const int64_t *crow, const in
             for (int64_t k = crow[i]; k < end; k++) {                                                              \
                 const float *ahead = xt + col[k + AHEAD < nnz ? k + AHEAD : k] * ld + b0;                          \
                 for (int c = 0; c < W; c += 16) __builtin_prefetch(ahead + c);                                     \
-                const float v = vals[k];                                                                   \
+                const float v = idx ? vals[idx[k]] : vals[k];                                                      \
                 const float *x = xt + col[k] * ld + b0;                                                            \
                 for (int b = 0; b < W; b++) acc[b] += v * x[b];                                                    \
             }                                                                                                      \
-            memcpy(yt + i * ld + b0, acc, W * sizeof(float));                                                      \
+            memcpy(yt + i * ld + b0, acc, (n - b0 < W ? n - b0 : W) * sizeof(float));                              \
         }                                                                                                          \
 }                                                                                                                  \
 /* out[k] = gyt[i, :] . xt[col[k], :] for each survivor k = (i, col[k]): the weight gradient at survivors only */   \
@@ -203,4 +205,43 @@ void lottery_gather(int64_t n, const int64_t *idx, const float *src, float *dst)
 /* dst[idx[k]] = src[k]: survivors written back into the whole tensor */
 void lottery_scatter(int64_t n, const int64_t *idx, const float *src, float *dst) {
     for (int64_t k = 0; k < n; k++) dst[idx[k]] = src[k];
+}
+
+/* A sparse Linear layer's forward in one call: xt = x transposed and padded (kept for the backward pass), then
+   y = W xt + bias written feature-major, its first n columns only (y is [n, rows] with strides (1, ld)). One call
+   instead of two, with no slice of a padded result: each torch operation costs microseconds between kernels */
+void lottery_linear_forward(int64_t n, int64_t m, const float *x, int64_t s0, int64_t s1, float *xt, int64_t ld,
+                            int64_t rows, int64_t nnz, const int64_t *crow, const int64_t *col, const float *vals,
+                            const float *bias, float *y) {
+    lottery_transpose_pad(n, m, x, s0, s1, xt, ld);
+    if (ld % 64 == 0)
+        lottery_csr_mm_64(rows, nnz, crow, col, vals, NULL, bias, xt, y, ld, n);
+    else
+        lottery_csr_mm_16(rows, nnz, crow, col, vals, NULL, bias, xt, y, ld, n);
+}
+
+/* Its backward pass in one call, from gy ([n, rows], any strides): gyt = gy transposed and padded; the bias
+   gradient gb[i] = sum over the batch of gy[:, i] (in a fixed order); the weight gradient at survivors gw; and the
+   input gradient gx = Wt gy, feature-major like y above, from the transpose's CSR with the survivors' values read
+   through t_perm. Any of gb, gw, gx may be NULL (not wanted). */
+void lottery_linear_backward(int64_t n, int64_t rows, int64_t cols, const float *gy, int64_t s0, int64_t s1,
+                             float *gyt, int64_t ld, int64_t nnz, const int64_t *crow, const int64_t *col,
+                             const float *xt, float *gw, const int64_t *t_crow, const int64_t *t_col,
+                             const int64_t *t_perm, const float *vals, float *gx, float *gb) {
+    lottery_transpose_pad(n, rows, gy, s0, s1, gyt, ld);
+    if (gb)
+        for (int64_t i = 0; i < rows; i++) {
+            float sum = 0.0f;
+            for (int64_t b = 0; b < n; b++) sum += gyt[i * ld + b];
+            gb[i] = sum;
+        }
+    const int wide = ld % 64 == 0;
+    if (gw) {
+        if (wide) lottery_csr_sampled_64(rows, nnz, crow, col, gyt, xt, gw, ld);
+        else lottery_csr_sampled_16(rows, nnz, crow, col, gyt, xt, gw, ld);
+    }
+    if (gx) {
+        if (wide) lottery_csr_mm_64(cols, nnz, t_crow, t_col, vals, t_perm, NULL, gyt, gx, ld, n);
+        else lottery_csr_mm_16(cols, nnz, t_crow, t_col, vals, t_perm, NULL, gyt, gx, ld, n);
+    }
 }

@@ -102,15 +102,14 @@ class _SparseLinear(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, pattern: Pattern) -> Tensor:  # noqa: D102
-        ctx.pattern, ctx.has_bias, ctx.batch = pattern, bias is not None, x.shape[0]
+        ctx.pattern, ctx.has_bias = pattern, bias is not None
         values = pattern.values_of(weight)  # contiguous survivors: a few KB, not the whole weight's cache lines
         ctx.c = kernels.usable(x, values, *([] if bias is None else [bias]))
-        if ctx.c:  # lottery's kernels: x transposed and padded, W x + b in one pass
-            xt = kernels.transpose_pad(x.detach(), kernels.padded(x.shape[0]))
-            y = kernels.csr_mm(pattern.crow, pattern.col, values, None if bias is None else bias.detach().contiguous(),
-                               xt)
-            ctx.save_for_backward(xt, values)
-            return y[:, :x.shape[0]].t()
+        if ctx.c:  # lottery's kernels: x transposed and padded, W x + b, in one call
+            xt, y = kernels.linear_forward(pattern.crow, pattern.col, values,
+                                           None if bias is None else bias.contiguous(), x)
+            ctx.xt, ctx.values = xt, values  # intermediates, not inputs: kept on ctx, as autograd allows
+            return y
         xt = x.t().contiguous()  # a contiguous right side is faster, here and in the weight gradient
         y = torch.sparse.mm(pattern.csr(values), xt).t()
         if bias is not None:
@@ -120,24 +119,22 @@ class _SparseLinear(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_y: Tensor):  # noqa: D102
-        xt, values = ctx.saved_tensors
         pattern: Pattern = ctx.pattern
         grad_x = grad_w = grad_b = None
-        if ctx.c:
-            gyt = kernels.transpose_pad(grad_y, xt.shape[1])
-            if ctx.needs_input_grad[0]:  # Wᵀ gy: the same product on the transpose's CSR
-                vt = kernels.gather(values, pattern.t_perm)
-                grad_x = kernels.csr_mm(pattern.t_crow, pattern.t_col, vt, None, gyt)[:, :ctx.batch].t()
-            if ctx.needs_input_grad[1]:
-                grad_w = pattern.gradient(kernels.csr_sampled(pattern.crow, pattern.col, gyt, xt))
-        else:
-            if ctx.needs_input_grad[0]:
-                grad_x = torch.sparse.mm(pattern.csr_t(values), grad_y.t().contiguous()).t()
-            if ctx.needs_input_grad[1]:
-                zeros = pattern.zeros if pattern.zeros.dtype == values.dtype else torch.zeros_like(values)
-                # x as the transpose of its contiguous transpose: sampled_addmm copies a row-major x first (~35 us)
-                at = torch.sparse.sampled_addmm(pattern.csr(zeros), grad_y.t().contiguous(), xt.t(), beta=0.0)
-                grad_w = pattern.gradient(at.values())
+        if ctx.c:  # one call: Wᵀ gy on the transpose's CSR, the weight gradient at survivors, the bias gradient
+            need = ctx.needs_input_grad
+            grad_x, grad_w, grad_b = kernels.linear_backward(
+                pattern.crow, pattern.col, pattern.t_crow, pattern.t_col, pattern.t_perm, ctx.values, ctx.xt,
+                grad_y, (need[0], need[1], ctx.has_bias and need[2]))
+            return grad_x, None if grad_w is None else pattern.gradient(grad_w), grad_b, None
+        xt, values = ctx.saved_tensors
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.sparse.mm(pattern.csr_t(values), grad_y.t().contiguous()).t()
+        if ctx.needs_input_grad[1]:
+            zeros = pattern.zeros if pattern.zeros.dtype == values.dtype else torch.zeros_like(values)
+            # x as the transpose of its contiguous transpose: sampled_addmm copies a row-major x first (~35 us)
+            at = torch.sparse.sampled_addmm(pattern.csr(zeros), grad_y.t().contiguous(), xt.t(), beta=0.0)
+            grad_w = pattern.gradient(at.values())
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = grad_y.sum(0)
         return grad_x, grad_w, grad_b, None

@@ -143,12 +143,15 @@ def library() -> ctypes.CDLL | None:
         if lib is not None:
             i64, ptr = ctypes.c_int64, ctypes.c_void_p
             for width in (16, 64):
-                getattr(lib, f"lottery_csr_mm_{width}").argtypes = [i64, i64, ptr, ptr, ptr, ptr, ptr, ptr, i64]
+                getattr(lib, f"lottery_csr_mm_{width}").argtypes = [i64, i64, ptr, ptr, ptr, ptr, ptr, ptr, ptr, i64, i64]
                 getattr(lib, f"lottery_csr_sampled_{width}").argtypes = [i64, i64, ptr, ptr, ptr, ptr, ptr, i64]
             lib.lottery_transpose_pad.argtypes = [i64, i64, ptr, i64, i64, ptr, i64]
             lib.lottery_gather.argtypes = lib.lottery_scatter.argtypes = [i64, ptr, ptr, ptr]
             lib.lottery_csr_mv.argtypes = [i64, ptr, ptr, ptr, ptr, ptr, ptr]
             lib.lottery_sparse_conv2d.argtypes = [i64] * 15 + [ptr] * 6
+            lib.lottery_linear_forward.argtypes = [i64, i64, ptr, i64, i64, ptr, i64, i64, i64, ptr, ptr, ptr, ptr, ptr]
+            lib.lottery_linear_backward.argtypes = [i64, i64, i64, ptr, i64, i64, ptr, i64, i64, ptr, ptr, ptr, ptr,
+                                                    ptr, ptr, ptr, ptr, ptr, ptr]
             _lib = lib
     if _lib is None and asked == "c":
         raise RuntimeError("LOTTERY_SPARSE_KERNELS=c but lottery's C kernels could not be built (see the warning "
@@ -182,15 +185,51 @@ def transpose_pad(x: Tensor, ld: int) -> Tensor:
     return out
 
 
-def csr_mm(crow: Tensor, col: Tensor, values: Tensor, bias: Tensor | None, xt: Tensor) -> Tensor:
-    """W xt (+ bias per row) for W in CSR (int64 crow/col, float32 values) and xt from `transpose_pad`."""
+def csr_mm(crow: Tensor, col: Tensor, values: Tensor, bias: Tensor | None, xt: Tensor,
+           index: Tensor | None = None) -> Tensor:
+    """W xt (+ bias per row) for W in CSR (int64 crow/col; float32 values, or `values[index]` with an int64 index)
+    and xt from `transpose_pad`."""
     rows, ld = crow.numel() - 1, xt.shape[1]
     assert values.is_contiguous() and xt.is_contiguous() and (bias is None or bias.is_contiguous())
     out = torch.empty(rows, ld, dtype=torch.float32)
     fn = _lib.lottery_csr_mm_64 if ld % 64 == 0 else _lib.lottery_csr_mm_16
     fn(rows, col.numel(), crow.data_ptr(), col.data_ptr(), values.data_ptr(),
-       None if bias is None else bias.data_ptr(), xt.data_ptr(), out.data_ptr(), ld)
+       None if index is None else index.data_ptr(), None if bias is None else bias.data_ptr(), xt.data_ptr(),
+       out.data_ptr(), ld, ld)
     return out
+
+
+def linear_forward(crow: Tensor, col: Tensor, values: Tensor, bias: Tensor | None, x: Tensor) -> tuple[Tensor, Tensor]:
+    """A sparse Linear layer's forward in one C call: (xt, y), with xt = `transpose_pad(x)` for the backward pass and
+    y = x Wᵀ + bias, [batch, rows] with strides (1, ld) (feature-major: the next sparse layer copies it untransposed).
+    `values` and `bias` contiguous float32, x 2-D float32 of any strides."""
+    n, m = x.shape
+    rows, ld = crow.numel() - 1, padded(n)
+    xt = torch.empty(m, ld, dtype=torch.float32)
+    y = torch.empty_strided((n, rows), (1, ld), dtype=torch.float32)
+    _lib.lottery_linear_forward(n, m, x.data_ptr(), x.stride(0), x.stride(1), xt.data_ptr(), ld, rows, col.numel(),
+                                crow.data_ptr(), col.data_ptr(), values.data_ptr(),
+                                None if bias is None else bias.data_ptr(), y.data_ptr())
+    return xt, y
+
+
+def linear_backward(crow: Tensor, col: Tensor, t_crow: Tensor, t_col: Tensor, t_perm: Tensor, values: Tensor,
+                    xt: Tensor, grad_y: Tensor, want: tuple[bool, bool, bool]) -> tuple[Tensor | None, ...]:
+    """Its backward pass in one C call: the gradients (input, weight at survivors in CSR order, bias) that `want`
+    asks for, None for the others. The input gradient is feature-major like `linear_forward`'s y; t_crow, t_col
+    and t_perm are the transpose's CSR and its survivors' places in `values`."""
+    n, rows = grad_y.shape
+    cols, ld = t_crow.numel() - 1, xt.shape[1]
+    gyt = torch.empty(rows, ld, dtype=torch.float32)
+    gx = torch.empty_strided((n, cols), (1, ld), dtype=torch.float32) if want[0] else None
+    gw = torch.empty(col.numel(), dtype=torch.float32) if want[1] else None
+    gb = torch.empty(rows, dtype=torch.float32) if want[2] else None
+    _lib.lottery_linear_backward(n, rows, cols, grad_y.data_ptr(), grad_y.stride(0), grad_y.stride(1), gyt.data_ptr(),
+                                 ld, col.numel(), crow.data_ptr(), col.data_ptr(), xt.data_ptr(),
+                                 None if gw is None else gw.data_ptr(), t_crow.data_ptr(), t_col.data_ptr(),
+                                 t_perm.data_ptr(), values.data_ptr(), None if gx is None else gx.data_ptr(),
+                                 None if gb is None else gb.data_ptr())
+    return gx, gw, gb
 
 
 def csr_mv(crow: Tensor, col: Tensor, values: Tensor, bias: Tensor | None, x: Tensor) -> Tensor:

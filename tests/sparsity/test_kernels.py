@@ -191,3 +191,33 @@ def test_the_direct_sparse_convolution_equals_conv2d(shape):
         y = kernels.sparse_conv2d(x, pattern.crow, pattern.col, weight[mask].contiguous(), bias, shape["cout"],
                                   expected.shape[-2:], conv.kernel_size, conv.stride, conv.padding, conv.dilation)
         torch.testing.assert_close(y, expected, atol=1e-5, rtol=1e-5)
+
+
+@needs_c
+@pytest.mark.parametrize("batch", [1, 17, 60, 130])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_the_fused_linear_calls_equal_dense_ones(batch, with_bias):
+    """linear_forward and linear_backward (the sparse path's two calls) against float64 references: y and the
+    input gradient feature-major, only the gradients asked for, a gradient of any strides (here an expanded one)."""
+    torch.manual_seed(batch)
+    mask = torch.rand(37, 50) < 0.2
+    mask[5] = False
+    weight = torch.randn(37, 50) * mask
+    bias = torch.randn(37) if with_bias else None
+    x, gy = torch.randn(batch, 50), torch.randn(batch, 37)
+    pattern = Pattern(mask)
+    values = weight[mask]
+    xt, y = kernels.linear_forward(pattern.crow, pattern.col, values, bias, x)
+    tol = {"atol": 1e-5 * batch ** 0.5, "rtol": 1e-5, "check_dtype": False}
+    ref = x.double() @ weight.double().t() + (0 if bias is None else bias.double())
+    torch.testing.assert_close(y, ref, **tol)
+    assert y.stride() == (1, kernels.padded(batch))
+    args = (pattern.crow, pattern.col, pattern.t_crow, pattern.t_col, pattern.t_perm, values, xt)
+    gx, gw, gb = kernels.linear_backward(*args, gy, (True, True, True))
+    torch.testing.assert_close(gx, gy.double() @ weight.double(), **tol)
+    torch.testing.assert_close(gw, (gy.double().t() @ x.double())[mask], **tol)
+    torch.testing.assert_close(gb, gy.double().sum(0), **tol)
+    ones = torch.ones(1, 1).expand(batch, 37)  # the gradient of y.sum(): strides (0, 0)
+    gx, gw, gb = kernels.linear_backward(*args, ones, (False, True, False))
+    assert gx is None and gb is None
+    torch.testing.assert_close(gw, x.double().sum(0).expand(37, 50)[mask], **tol)
