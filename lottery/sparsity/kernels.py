@@ -150,8 +150,8 @@ def library() -> ctypes.CDLL | None:
             lib.lottery_csr_mv.argtypes = [i64, ptr, ptr, ptr, ptr, ptr, ptr]
             lib.lottery_sparse_conv2d.argtypes = [i64] * 15 + [ptr] * 6
             lib.lottery_linear_forward.argtypes = [i64, i64, ptr, i64, i64, ptr, i64, i64, i64, ptr, ptr, ptr, ptr, ptr]
-            lib.lottery_linear_backward.argtypes = [i64, i64, i64, ptr, i64, i64, ptr, i64, i64, ptr, ptr, ptr, ptr,
-                                                    ptr, ptr, ptr, ptr, ptr, ptr]
+            lib.lottery_linear_backward.argtypes = [i64, i64, i64, ptr, i64, i64, i64, i64, ptr, ptr, ptr, ptr, ptr,
+                                                    ptr, ptr, ptr, ptr, ptr]
             _lib = lib
     if _lib is None and asked == "c":
         raise RuntimeError("LOTTERY_SPARSE_KERNELS=c but lottery's C kernels could not be built (see the warning "
@@ -201,34 +201,35 @@ def csr_mm(crow: Tensor, col: Tensor, values: Tensor, bias: Tensor | None, xt: T
 
 def linear_forward(crow: Tensor, col: Tensor, values: Tensor, bias: Tensor | None, x: Tensor) -> tuple[Tensor, Tensor]:
     """A sparse Linear layer's forward in one C call: (xt, y), with xt = `transpose_pad(x)` for the backward pass and
-    y = x Wᵀ + bias, [batch, rows] with strides (1, ld) (feature-major: the next sparse layer copies it untransposed).
-    `values` and `bias` contiguous float32, x 2-D float32 of any strides."""
+    y = x Wᵀ + bias ([batch, rows], contiguous). `values` and `bias` contiguous float32, x 2-D float32 of any
+    strides."""
     n, m = x.shape
     rows, ld = crow.numel() - 1, padded(n)
     xt = torch.empty(m, ld, dtype=torch.float32)
-    y = torch.empty_strided((n, rows), (1, ld), dtype=torch.float32)
-    _lib.lottery_linear_forward(n, m, x.data_ptr(), x.stride(0), x.stride(1), xt.data_ptr(), ld, rows, col.numel(),
-                                crow.data_ptr(), col.data_ptr(), values.data_ptr(),
-                                None if bias is None else bias.data_ptr(), y.data_ptr())
+    y = torch.empty(n, rows, dtype=torch.float32)
+    if _lib.lottery_linear_forward(n, m, x.data_ptr(), x.stride(0), x.stride(1), xt.data_ptr(), ld, rows,
+                                   col.numel(), crow.data_ptr(), col.data_ptr(), values.data_ptr(),
+                                   None if bias is None else bias.data_ptr(), y.data_ptr()):
+        raise MemoryError(f"lottery's C kernels: no memory for a [{rows}, {ld}] scratch array")
     return xt, y
 
 
 def linear_backward(crow: Tensor, col: Tensor, t_crow: Tensor, t_col: Tensor, t_perm: Tensor, values: Tensor,
                     xt: Tensor, grad_y: Tensor, want: tuple[bool, bool, bool]) -> tuple[Tensor | None, ...]:
     """Its backward pass in one C call: the gradients (input, weight at survivors in CSR order, bias) that `want`
-    asks for, None for the others. The input gradient is feature-major like `linear_forward`'s y; t_crow, t_col
-    and t_perm are the transpose's CSR and its survivors' places in `values`."""
+    asks for, None for the others; t_crow, t_col and t_perm are the transpose's CSR and its survivors' places in
+    `values`."""
     n, rows = grad_y.shape
     cols, ld = t_crow.numel() - 1, xt.shape[1]
-    gyt = torch.empty(rows, ld, dtype=torch.float32)
-    gx = torch.empty_strided((n, cols), (1, ld), dtype=torch.float32) if want[0] else None
+    gx = torch.empty(n, cols, dtype=torch.float32) if want[0] else None
     gw = torch.empty(col.numel(), dtype=torch.float32) if want[1] else None
     gb = torch.empty(rows, dtype=torch.float32) if want[2] else None
-    _lib.lottery_linear_backward(n, rows, cols, grad_y.data_ptr(), grad_y.stride(0), grad_y.stride(1), gyt.data_ptr(),
-                                 ld, col.numel(), crow.data_ptr(), col.data_ptr(), xt.data_ptr(),
-                                 None if gw is None else gw.data_ptr(), t_crow.data_ptr(), t_col.data_ptr(),
-                                 t_perm.data_ptr(), values.data_ptr(), None if gx is None else gx.data_ptr(),
-                                 None if gb is None else gb.data_ptr())
+    if _lib.lottery_linear_backward(n, rows, cols, grad_y.data_ptr(), grad_y.stride(0), grad_y.stride(1), ld,
+                                    col.numel(), crow.data_ptr(), col.data_ptr(), xt.data_ptr(),
+                                    None if gw is None else gw.data_ptr(), t_crow.data_ptr(), t_col.data_ptr(),
+                                    t_perm.data_ptr(), values.data_ptr(), None if gx is None else gx.data_ptr(),
+                                    None if gb is None else gb.data_ptr()):
+        raise MemoryError(f"lottery's C kernels: no memory for [{rows}, {ld}] scratch arrays")
     return gx, gw, gb
 
 

@@ -38,15 +38,16 @@ class Masker:
     @torch.no_grad()
     def zero_grads(self) -> None:
         """Zero the gradients of pruned weights, so optimizer state never builds up on them."""
-        grads = [p.grad for p in self.params]
-        if all(g is not None and not g.is_sparse for g in grads):  # not `None in grads`: that compares tensors
-            if grads:
-                torch._foreach_mul_(grads, self.keep)
-            return
-        for g, k in zip(grads, self.keep):  # some parameters took no part in this step
-            # a survivor-sized (sparse) gradient of lottery.sparsity.execution stores no pruned entry
+        # not the parameters that took no part in this step, nor a survivor-sized (sparse) gradient of
+        # lottery.sparsity.execution, which stores no pruned entry
+        grads, keep = [], []
+        for p, k in zip(self.params, self.keep):
+            g = p.grad
             if g is not None and not g.is_sparse:
-                g.mul_(k)
+                grads.append(g)
+                keep.append(k)
+        if grads:
+            torch._foreach_mul_(grads, keep)
 
     @torch.no_grad()
     def mask_optimizer_state(self, optimizer: torch.optim.Optimizer) -> None:
