@@ -23,14 +23,16 @@ def c_parts(layer: nn.Module, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor
     """A CSR layer's arrays and bias as lottery's C kernels read them, or None where those do not apply to `x`
     (float32 on CPU only). Found again only when the weight or bias is another tensor (after `.to()`, `load`), as
     reading them costs ~3 us a call."""
-    if x.dtype != torch.float32 or x.device.type != "cpu" or kernels.library() is None:
+    if x.dtype != torch.float32 or not x.is_cpu or kernels.library() is None:
         return None
     w, bias, seen = layer.weight, layer.bias, layer.__dict__.get("_parts_of")
     if seen is None or seen[0] is not w or seen[1] is not bias:
         layer.__dict__["_parts_of"] = (w, bias)
         ok = kernels.usable(w) and w.crow_indices().dtype == torch.int64 and (bias is None or kernels.usable(bias))
-        layer.__dict__["_parts"] = (w.crow_indices(), w.col_indices(), w.values().contiguous(),
-                                    None if bias is None else bias.contiguous()) if ok else None
+        parts = (w.crow_indices(), w.col_indices(), w.values().contiguous(),
+                 None if bias is None else bias.contiguous()) if ok else None
+        layer.__dict__["_parts"] = parts
+        layer.__dict__["_mv"] = None if parts is None else kernels.bound_mv(*parts)  # batch 1 of a CSRLinear
     return layer.__dict__["_parts"]
 
 
@@ -48,8 +50,8 @@ class CSRLinear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         parts = c_parts(self, x)
         if parts is not None:  # lottery's C kernels (lottery.sparsity.kernels)
-            if x.shape[0] == 1 and x.dim() == 2:  # one example: the hot path of batch-1 inference, kept short
-                return kernels.csr_mv(*parts, x.reshape(-1))[None]  # reshape: a contiguous view, or copy
+            if x.dim() == 2 and x.shape[0] == 1 and x.shape[1] == self.in_features:  # batch-1 inference: kept short
+                return self.__dict__["_mv"](x if x.is_contiguous() else x.contiguous())
             flat = x.reshape(-1, self.in_features)
             n = flat.shape[0]
             y = kernels.csr_mm(*parts, kernels.transpose_pad(flat, kernels.padded(n)))[:, :n].t()

