@@ -141,6 +141,8 @@ class _SparseLinear(torch.autograd.Function):
 
 
 def _sparse_forward(self: nn.Linear, x: Tensor) -> Tensor:
+    if x.dim() == 2:  # no reshape: each is an autograd node more in both passes
+        return _SparseLinear.apply(x, self.weight, self.bias, self._lottery_pattern)
     flat = x.reshape(-1, self.in_features)
     y = _SparseLinear.apply(flat, self.weight, self.bias, self._lottery_pattern)
     return y.reshape(*x.shape[:-1], self.out_features)
