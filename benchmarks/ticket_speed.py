@@ -155,25 +155,26 @@ def conv_section(pairs: int) -> None:
 
 
 def kernel_section(base: nn.Module, x: torch.Tensor, runs: int) -> None:
-    """The 784->300 layer of the 3.6% ticket at batch 60 alone: its forward product and its weight gradient, dense,
-    on torch's CSR kernels and on lottery's, each median µs of `runs` runs taken in turn."""
+    """The 784->300 layer of the 3.6% ticket at batch 60 alone: its forward and its weight gradient, dense, on torch's
+    CSR kernels and on lottery's (the one C call each that the sparse path makes: with the transposes of the input
+    and of the result, and for the gradient of the output gradient), each median µs of `runs` runs taken in turn."""
     mask = ticket(base, 15)["0.weight"]
     weight, bias = base[0].weight.detach() * mask, base[0].bias.detach()
     gy = torch.randn(x.shape[0], weight.shape[0])
     pattern = Pattern(mask)
     values = weight[mask]
     csr, zeros = pattern.csr(values), torch.zeros_like(values)
-    xt_torch, xt = x.t().contiguous(), kernels.transpose_pad(x, kernels.padded(x.shape[0]))
+    xt_torch = x.t().contiguous()
+    xt, _ = kernels.linear_forward(pattern.crow, pattern.col, values, bias, x)
+    arrays = (pattern.crow, pattern.col, pattern.t_crow, pattern.t_col, pattern.t_perm, values, xt)
     cases = {
         "forward": (lambda: nn.functional.linear(x, weight, bias),
                     lambda: torch.sparse.mm(csr, x.t().contiguous()).t() + bias,
-                    lambda: kernels.csr_mm(pattern.crow, pattern.col, values, bias,
-                                           kernels.transpose_pad(x, kernels.padded(x.shape[0])))),
+                    lambda: kernels.linear_forward(pattern.crow, pattern.col, values, bias, x)),
         "weight gradient": (lambda: gy.t() @ x,
                             lambda: torch.sparse.sampled_addmm(pattern.csr(zeros), gy.t().contiguous(), xt_torch.t(),
                                                                beta=0.0),
-                            lambda: kernels.csr_sampled(pattern.crow, pattern.col,
-                                                        kernels.transpose_pad(gy, xt.shape[1]), xt)),
+                            lambda: kernels.linear_backward(*arrays, gy, (False, True, False))),
     }
     print(f"Linear 784->300 at {100 * mask.float().mean():.2f}% density, batch {x.shape[0]}, alone: median µs of "
           f"{runs} runs each, in turn (the sparse ones include transposing their input)")
