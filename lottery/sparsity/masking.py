@@ -38,6 +38,11 @@ class Masker:
     @torch.no_grad()
     def zero_grads(self) -> None:
         """Zero the gradients of pruned weights, so optimizer state never builds up on them."""
+        grads = [p.grad for p in self.params]
+        if all(g is not None and not g.is_sparse for g in grads):  # not `None in grads`: that compares tensors
+            if grads:
+                torch._foreach_mul_(grads, self.keep)
+            return
         # not the parameters that took no part in this step, nor a survivor-sized (sparse) gradient of
         # lottery.sparsity.execution, which stores no pruned entry
         grads, keep = [], []
