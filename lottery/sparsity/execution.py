@@ -367,7 +367,6 @@ class SurvivorsStep:
 
     @torch.no_grad()
     def _scatter(self, optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
-        swapped = set()
         for p, full, grad, flat, c, pattern in self._swapped:
             values = p.data
             if c:
@@ -376,10 +375,11 @@ class SurvivorsStep:
                 full.view(-1).scatter_(0, flat, values)
             p.data, p.grad = full, grad
             pattern.keep(p, values)
-            swapped.add(p)
             if not c:  # torch's kernels: the whole state back at every step, as it always was
                 self.held.pop(p).put_back(optimizer.state[p])
-        for module in self.layers:
-            if module.weight not in swapped:  # stepped whole (or not at all): what the forward kept may be stale
-                module._lottery_pattern.key = None
+        if len(self._swapped) < len(self.layers):
+            swapped = {id(entry[0]) for entry in self._swapped}
+            for module in self.layers:
+                if id(module.weight) not in swapped:  # stepped whole (or not at all): what the forward kept may be stale
+                    module._lottery_pattern.key = None
         self._swapped = []

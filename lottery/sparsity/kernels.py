@@ -167,7 +167,7 @@ def name() -> str:
 def usable(*tensors: Tensor) -> bool:
     """True where the C kernels apply: float32 on CPU (anything else runs on torch's kernels)."""
     for t in tensors:
-        if t.dtype != torch.float32 or t.device.type != "cpu":
+        if t.dtype != torch.float32 or not t.is_cpu:  # is_cpu: no device object made
             return False
     return library() is not None
 
