@@ -283,6 +283,8 @@ class LotteryTicket(Callback):
             self._start_sparse(trainer, pl_module)
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+        for step in self._steps:  # the survivors a skipped optimizer step (GradScaler, inf gradients) left swapped in
+            step.restore()
         if self.run.snapshot is None and self.run.round == 0 and self.epochs_per_round:
             step = iteration(trainer)
             if step >= self.clock.rewind_step:
@@ -298,6 +300,10 @@ class LotteryTicket(Callback):
 
     def _after_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         self.live.masker.apply()
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for step in self._steps:  # as at a batch's start
+            step.restore()
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit":

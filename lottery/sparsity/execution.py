@@ -332,8 +332,19 @@ class SurvivorsStep:
             handle.remove()
 
     @torch.no_grad()
+    def restore(self) -> None:
+        """Undo a `gather` whose step never came (a GradScaler skips the step of a batch with inf gradients): the
+        whole weights and gradients back, and nothing written."""
+        for p, full, grad, flat, c, pattern in self._swapped:
+            p.data, p.grad = full, grad
+            if not c:
+                self.held.pop(p).put_back(self.optimizer.state[p])
+        self._swapped = []
+
+    @torch.no_grad()
     def gather(self) -> None:
         """Swap the sparse layers' weights, gradients and state for their survivors (the update comes next)."""
+        self.restore()  # an earlier gather without its step
         optimizer = self.optimizer
         for module in self.layers:
             pattern, p = module._lottery_pattern, module.weight

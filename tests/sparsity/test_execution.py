@@ -316,3 +316,36 @@ def test_optimizer_state_kept_through_a_round_change_is_that_of_masked_dense(tmp
     for i in ref_state:
         for k, v in ref_state[i].items():
             torch.testing.assert_close(state[i][k], v, atol=1e-5, rtol=1e-4), (i, k)
+
+
+def test_a_gather_whose_step_never_came_is_undone():
+    """A GradScaler skips the optimizer step of a batch with inf gradients: the survivors gathered for it go back
+    (by restore, which LotteryTicket calls at the next batch and validation, or by the next gather), with nothing
+    written, and training goes on as masked dense."""
+    from lottery.sparsity import Masker
+    from lottery.sparsity.execution import SurvivorsStep
+
+    mask, dense, sparse = twin_layers(sparse_grad=True)
+    opt_d, opt_s = (torch.optim.Adam(m.parameters(), 1e-2) for m in (dense, sparse))
+    masker, step = Masker(dense, {"weight": mask}), SurvivorsStep(sparse, opt_s)
+    for i in range(6):
+        x = torch.randn(8, 40)
+        for model, opt in ((dense, opt_d), (sparse, opt_s)):
+            opt.zero_grad()
+            (model(x) ** 2).mean().backward()
+        masker.zero_grads()
+        step.gather()
+        if i in (2, 4):  # skipped on both; the next forward must see the whole weight
+            if i == 2:
+                step.restore()
+            else:
+                step.gather()  # gathering again first undoes the first
+                step.restore()
+            assert sparse.weight.shape == (24, 40) and sparse.weight.grad.shape == (24, 40)
+            torch.testing.assert_close(sparse(x), dense(x))
+            continue
+        opt_d.step()
+        opt_s.step()
+    x = torch.randn(8, 40)
+    torch.testing.assert_close(sparse(x), dense(x))
+    torch.testing.assert_close(sparse.weight, dense.weight)
