@@ -221,3 +221,16 @@ def test_the_fused_linear_calls_equal_dense_ones(batch, with_bias):
     gx, gw, gb = kernels.linear_backward(*args, ones, (False, True, False))
     assert gx is None and gb is None
     torch.testing.assert_close(gw, x.double().sum(0).expand(37, 50)[mask], **tol)
+
+
+@needs_c
+def test_the_portable_build_gives_the_same_products(fresh, monkeypatch):
+    """Built without -march=native (no AVX2 on x86-64: the blocked transpose and the 8-survivor weight gradient are
+    left out), the kernels give the same products."""
+    monkeypatch.setattr(kernels, "FLAGS", ("-O3", "-shared", "-fPIC"))
+    assert kernels.library() is not None
+    for batch in (1, 17, 60, 130):
+        test_the_products_equal_dense_ones(batch)
+        for with_bias in (True, False):
+            test_the_fused_linear_calls_equal_dense_ones(batch, with_bias)
+    test_transpose_pad_reads_any_strides()
