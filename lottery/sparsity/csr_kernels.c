@@ -216,7 +216,7 @@ void lottery_scatter(int64_t n, const int64_t *idx, const float *src, float *dst
 int lottery_linear_forward(int64_t n, int64_t m, const float *x, int64_t s0, int64_t s1, float *xt, int64_t ld,
                            int64_t rows, int64_t nnz, const int64_t *crow, const int64_t *col, const float *vals,
                            const float *bias, float *y) {
-    float *yt = malloc(rows * ld * sizeof(float));
+    float *yt = malloc((rows * ld + 1) * sizeof(float));  /* + 1: malloc(0) may give NULL (an empty batch) */
     if (!yt) return 1;
     lottery_transpose_pad(n, m, x, s0, s1, xt, ld);
     if (ld % 64 == 0)
@@ -236,7 +236,7 @@ int lottery_linear_backward(int64_t n, int64_t rows, int64_t cols, const float *
                             int64_t ld, int64_t nnz, const int64_t *crow, const int64_t *col, const float *xt,
                             float *gw, const int64_t *t_crow, const int64_t *t_col, const int64_t *t_perm,
                             const float *vals, float *gx, float *gb) {
-    float *gyt = malloc(rows * ld * sizeof(float)), *gxt = gx ? malloc(cols * ld * sizeof(float)) : NULL;
+    float *gyt = malloc((rows * ld + 1) * sizeof(float)), *gxt = gx ? malloc((cols * ld + 1) * sizeof(float)) : NULL;
     if (!gyt || (gx && !gxt)) {
         free(gyt);
         free(gxt);

@@ -42,6 +42,14 @@ def test_forward_and_gradients_equal_masked_dense():
     assert list(layer.state_dict()) == ["weight", "bias"]  # parameters and checkpoints unchanged
 
 
+def test_an_empty_batch_gives_empty_outputs_and_gradients():
+    layer, mask = nn.Linear(40, 24), torch.rand(24, 40) < 0.1
+    make_sparse(layer, mask, sparse_grad=True)
+    x = torch.randn(0, 40, requires_grad=True)
+    layer(x).sum().backward()
+    assert layer(x).shape == (0, 24) and x.grad.shape == (0, 40) and not layer.bias.grad.any()
+
+
 def test_apply_sparse_chooses_by_density():
     model = MLP()
     masks = {"fc1.weight": torch.rand(32, 20) < 0.05, "fc2.weight": torch.ones(16, 32, dtype=torch.bool)}
