@@ -201,8 +201,8 @@ def test_csr_linear_on_lottery_s_kernels_or_torch_s(monkeypatch, choice):
     if choice == "c" and kernels.library() is None:
         pytest.skip("no C compiler here: lottery's kernels cannot be built")
     calls = []
-    real_mm, real_bound = kernels.csr_mm, kernels.bound_mv
-    monkeypatch.setattr(kernels, "csr_mm", lambda *a, **k: calls.append(1) or real_mm(*a, **k))
+    real_forward, real_bound = kernels.linear_forward, kernels.bound_mv
+    monkeypatch.setattr(kernels, "linear_forward", lambda *a: calls.append(1) or real_forward(*a))
     monkeypatch.setattr(kernels, "bound_mv", lambda *a: (lambda x, mv=real_bound(*a): calls.append(1) or mv(x)))
     torch.manual_seed(0)
     weight = torch.randn(30, 50) * (torch.rand(30, 50) < 0.1)

@@ -218,7 +218,7 @@ class LotteryTicket(Callback):
                                  "IMP or sparse_training='gmp'")
             self.live.listeners.append(self._run_sparse)
             # optimizer state the survivors' steps hold compacted goes back whole before the Masker zeroes it
-            self.live.before.append(lambda: [step.expand() for step in self._steps])
+            self.live.before.append(self._expand_steps)
         self.sparse_below = sparse_below
         self.run = RunState(label=self.pruner.name)  # with live, metrics and tickets: all of it in state_dict()
         self._plan: Plan | None = None
@@ -365,6 +365,10 @@ class LotteryTicket(Callback):
         for step in self._steps:
             step.remove()
         self._steps = []
+
+    def _expand_steps(self) -> None:
+        for step in self._steps:
+            step.expand()
 
     def _run_sparse(self, pl_module: pl.LightningModule, masks: dict[str, Tensor]) -> None:
         """New masks: Linear layers below `sparse_below` run on their survivors (lottery.sparsity.execution)."""

@@ -52,9 +52,7 @@ class CSRLinear(nn.Module):
         if parts is not None:  # lottery's C kernels (lottery.sparsity.kernels)
             if x.dim() == 2 and x.shape[0] == 1 and x.shape[1] == self.in_features:  # batch-1 inference: kept short
                 return self.__dict__["_mv"](x if x.is_contiguous() else x.contiguous())
-            flat = x.reshape(-1, self.in_features)
-            n = flat.shape[0]
-            y = kernels.csr_mm(*parts, kernels.transpose_pad(flat, kernels.padded(n)))[:, :n].t()
+            _, y = kernels.linear_forward(*parts, x.reshape(-1, self.in_features))  # the sparse path's one call
             return y.reshape(*x.shape[:-1], self.out_features)
         flat = x.reshape(-1, self.in_features)
         if x.dim() == 2 and x.shape[0] == 1:  # one example: one CSR matrix-vector call that adds the bias too

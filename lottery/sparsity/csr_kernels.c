@@ -48,7 +48,7 @@ static inline __m256 lottery_sum8(const __m256 *r) {
 #define DEFINE_KERNELS(W)                                                                                            \
 /* yt[i, :n] = bias[i] + sum over survivors k of row i of v[k] * xt[col[k], :n], where v[k] = vals[idx[k]] (e.g.   \
    the transpose's survivors read from the weight's own order) or, with idx NULL, vals[k]; bias may be NULL. Only   \
-   the first n <= ld columns of each row of yt are written (yt may be a view that ends there) */                   \
+   the first n <= ld columns of each row of yt are written (the rest is padding nobody reads) */                   \
 void lottery_csr_mm_##W(int64_t rows, int64_t nnz, const int64_t *crow, const int64_t *col, const float *vals,     \
                         const int64_t *idx, const float *bias, const float *xt, float *yt, int64_t ld, int64_t n) { \
     for (int64_t b0 = 0; b0 < n; b0 += W)                                                                          \
@@ -101,7 +101,7 @@ DEFINE_KERNELS(64)
    1000, ld = 1024: 16 rows at once took 2.3 ms, 27x as long as at batch 256) */
 #define TILE 8
 void lottery_transpose_pad(int64_t n, int64_t m, const float *x, int64_t s0, int64_t s1, float *xt, int64_t ld) {
-    if (s0 == 1) {  /* x already feature-major (a sparse layer's output, through an elementwise op): row copies */
+    if (s0 == 1) {  /* x feature-major already (e.g. a transposed view): row copies */
         for (int64_t j = 0; j < m; j++) {
             memcpy(xt + j * ld, x + j * s1, n * sizeof(float));
             memset(xt + j * ld + n, 0, (ld - n) * sizeof(float));

@@ -185,17 +185,14 @@ def transpose_pad(x: Tensor, ld: int) -> Tensor:
     return out
 
 
-def csr_mm(crow: Tensor, col: Tensor, values: Tensor, bias: Tensor | None, xt: Tensor,
-           index: Tensor | None = None) -> Tensor:
-    """W xt (+ bias per row) for W in CSR (int64 crow/col; float32 values, or `values[index]` with an int64 index)
-    and xt from `transpose_pad`."""
+def csr_mm(crow: Tensor, col: Tensor, values: Tensor, bias: Tensor | None, xt: Tensor) -> Tensor:
+    """W xt (+ bias per row) for W in CSR (int64 crow/col, float32 values) and xt from `transpose_pad`."""
     rows, ld = crow.numel() - 1, xt.shape[1]
     assert values.is_contiguous() and xt.is_contiguous() and (bias is None or bias.is_contiguous())
     out = torch.empty(rows, ld, dtype=torch.float32)
     fn = _lib.lottery_csr_mm_64 if ld % 64 == 0 else _lib.lottery_csr_mm_16
-    fn(rows, col.numel(), crow.data_ptr(), col.data_ptr(), values.data_ptr(),
-       None if index is None else index.data_ptr(), None if bias is None else bias.data_ptr(), xt.data_ptr(),
-       out.data_ptr(), ld, ld)
+    fn(rows, col.numel(), crow.data_ptr(), col.data_ptr(), values.data_ptr(), None,
+       None if bias is None else bias.data_ptr(), xt.data_ptr(), out.data_ptr(), ld, ld)
     return out
 
 
@@ -233,19 +230,9 @@ def linear_backward(crow: Tensor, col: Tensor, t_crow: Tensor, t_col: Tensor, t_
     return gx, gw, gb
 
 
-def csr_mv(crow: Tensor, col: Tensor, values: Tensor, bias: Tensor | None, x: Tensor) -> Tensor:
-    """W x (+ bias) for W in CSR and one example x (1-D, contiguous float32)."""
-    assert values.is_contiguous() and x.is_contiguous() and (bias is None or bias.is_contiguous())
-    out = torch.empty(crow.numel() - 1, dtype=torch.float32)
-    _lib.lottery_csr_mv(out.numel(), crow.data_ptr(), col.data_ptr(), values.data_ptr(),
-                        None if bias is None else bias.data_ptr(), x.data_ptr(), out.data_ptr())
-    return out
-
-
 def bound_mv(crow: Tensor, col: Tensor, values: Tensor, bias: Tensor | None) -> Callable[[Tensor], Tensor]:
-    """`csr_mv` with W's arrays bound once: a function of one contiguous float32 example [1, in] giving [1, out]
-    (batch-1 inference: LeNet-300-100's CSR 100->10 layer took 9.0 us a call reading its arrays' addresses each
-    time, 6.3 bound)."""
+    """W x + bias for W in CSR, its arrays bound once: a function of one contiguous float32 example [1, in] giving
+    [1, out] (batch-1 inference, where each microsecond of a small layer's call counts)."""
     assert crow.is_contiguous() and col.is_contiguous() and values.is_contiguous()
     assert bias is None or bias.is_contiguous()
     rows, fn = crow.numel() - 1, _lib.lottery_csr_mv

@@ -43,16 +43,10 @@ class Masker:
             if grads:
                 torch._foreach_mul_(grads, self.keep)
             return
-        # not the parameters that took no part in this step, nor a survivor-sized (sparse) gradient of
-        # lottery.sparsity.execution, which stores no pruned entry
-        grads, keep = [], []
-        for p, k in zip(self.params, self.keep):
-            g = p.grad
+        for g, k in zip(grads, self.keep):  # some parameters took no part in this step
+            # a survivor-sized (sparse) gradient of lottery.sparsity.execution stores no pruned entry
             if g is not None and not g.is_sparse:
-                grads.append(g)
-                keep.append(k)
-        if grads:
-            torch._foreach_mul_(grads, keep)
+                g.mul_(k)
 
     @torch.no_grad()
     def mask_optimizer_state(self, optimizer: torch.optim.Optimizer) -> None:

@@ -123,6 +123,13 @@ def test_a_resumed_sparse_run_is_bit_identical(tmp_path):
         assert torch.equal(a, b), n
 
 
+def backward_twins(x, *pairs):
+    """A fresh backward pass of each (model, optimizer) pair on the same batch."""
+    for model, opt in pairs:
+        opt.zero_grad()
+        (model(x) ** 2).mean().backward()
+
+
 def twin_layers(sparse_grad: bool = False):
     """A 10%-dense mask and two equal masked Linear layers: the second on the sparse path."""
     torch.manual_seed(0)
@@ -148,9 +155,7 @@ def test_the_survivors_step_is_the_masked_dense_step(make_opt, sparse_kernels):
     masker, step = Masker(dense, {"weight": mask}), SurvivorsStep(sparse, opt_s)
     for i in range(5):
         x = torch.randn(8, 40)
-        for model, opt in ((dense, opt_d), (sparse, opt_s)):
-            opt.zero_grad()
-            (model(x) ** 2).mean().backward()
+        backward_twins(x, (dense, opt_d), (sparse, opt_s))
         masker.zero_grads()
         opt_d.step()
         step.gather()
@@ -279,9 +284,7 @@ def test_the_survivors_step_keeps_the_values_the_forward_reads():
     def train(steps):
         for _ in range(steps):
             x = torch.randn(8, 40)
-            for model, opt in ((dense, opt_d), (sparse, opt_s)):
-                opt.zero_grad()
-                (model(x) ** 2).mean().backward()
+            backward_twins(x, (dense, opt_d), (sparse, opt_s))
             dense.weight.grad.mul_(mask)
             opt_d.step()
             step.gather()
@@ -338,9 +341,7 @@ def test_a_gather_whose_step_never_came_is_undone():
     masker, step = Masker(dense, {"weight": mask}), SurvivorsStep(sparse, opt_s)
     for i in range(6):
         x = torch.randn(8, 40)
-        for model, opt in ((dense, opt_d), (sparse, opt_s)):
-            opt.zero_grad()
-            (model(x) ** 2).mean().backward()
+        backward_twins(x, (dense, opt_d), (sparse, opt_s))
         masker.zero_grads()
         step.gather()
         if i in (2, 4):  # skipped on both; the next forward must see the whole weight

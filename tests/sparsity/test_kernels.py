@@ -52,7 +52,7 @@ def test_transpose_pad_reads_any_strides():
     assert torch.equal(kernels.transpose_pad(xt, 32)[:, :20], xt.t())
     wide = torch.randn(60, 300)  # row-major, as a batch arrives: 8x8 blocks and the rows and columns left over
     assert torch.equal(kernels.transpose_pad(wide[:57, :299], 64), torch.cat([wide[:57, :299].t(), torch.zeros(299, 7)], 1))
-    major = torch.randn(300, 64)[:, :60].t()  # feature-major, as a sparse layer's output through ReLU: row copies
+    major = torch.randn(300, 64)[:, :60].t()  # feature-major (a transposed view): row copies
     assert torch.equal(kernels.transpose_pad(torch.relu(major), 64), torch.cat([torch.relu(major).t(), torch.zeros(300, 4)], 1))
 
 
