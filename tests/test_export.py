@@ -203,7 +203,7 @@ def test_csr_linear_on_lottery_s_kernels_or_torch_s(monkeypatch, choice):
     calls = []
     real_forward, real_bound = kernels.linear_forward, kernels.bound_mv
     monkeypatch.setattr(kernels, "linear_forward", lambda *a: calls.append(1) or real_forward(*a))
-    monkeypatch.setattr(kernels, "bound_mv", lambda *a: (lambda x, mv=real_bound(*a): calls.append(1) or mv(x)))
+    monkeypatch.setattr(kernels, "bound_mv", lambda *a, **k: (lambda x, mv=real_bound(*a, **k): calls.append(1) or mv(x)))
     torch.manual_seed(0)
     weight = torch.randn(30, 50) * (torch.rand(30, 50) < 0.1)
     with kernels.using(choice):
@@ -348,3 +348,90 @@ def test_load_refuses_inconsistent_csr_arrays(tmp_path, ticket_and_model):
     save_file(tensors, tmp_path / "model.safetensors")
     with pytest.raises(ExportFormatError, match="tensors are inconsistent .*export the ticket again"):
         load(tmp_path)
+
+
+def test_a_copied_csr_export_reads_its_own_weights(ticket_and_model):
+    """The C kernels' arrays a layer binds at its first call belong to that layer: a deep copy must not read the
+    original's memory (which may since have been changed or freed). (torch cannot pickle CSR tensors: an export is
+    written with lottery.export.save.)"""
+    ticket, model = ticket_and_model
+    exported = export(model, ticket, to="csr")
+    x1, x4 = torch.randn(1, 20), torch.randn(4, 20)
+    expected1, expected4 = exported(x1), exported(x4)  # binds the arrays, at batch 1 and batched
+    copies = [copy.deepcopy(exported)]
+    with torch.no_grad():
+        for layer in exported.modules():
+            if isinstance(layer, CSRLinear):
+                layer.weight.values().mul_(3)  # in place: the original's own arrays change
+    assert not torch.allclose(exported(x1), expected1)
+    for twin in copies:
+        torch.testing.assert_close(twin(x1), expected1)
+        torch.testing.assert_close(twin(x4), expected4)
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+def test_a_csr_export_gives_gradients_to_its_input(ticket_and_model, batch):
+    """Saliency maps and adversarial inputs need d output / d input: the C kernels have no backward, so an input
+    that asks for a gradient goes through torch's kernels, which have one."""
+    ticket, model = ticket_and_model
+    exported, reference = export(model, ticket, to="csr"), masked(model, ticket.masks)
+    x = torch.randn(batch, 20)
+    exported(x.clone())  # a first call without gradients binds the batch-1 fast path
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    exported(xa).square().sum().backward()
+    reference(xb).square().sum().backward()
+    torch.testing.assert_close(xa.grad, xb.grad, atol=1e-5, rtol=1e-5)
+
+
+def test_the_batch_one_path_follows_the_kernels_asked_for(monkeypatch):
+    from lottery.sparsity import kernels
+
+    if kernels.library() is None:
+        pytest.skip("no C compiler here: lottery's kernels cannot be built")
+    calls = []
+    real_bound = kernels.bound_mv
+    monkeypatch.setattr(kernels, "bound_mv", lambda *a, **k: (lambda x, mv=real_bound(*a, **k): calls.append(1) or mv(x)))
+    torch.manual_seed(0)
+    weight = torch.randn(30, 50) * (torch.rand(30, 50) < 0.1)
+    layer, x = CSRLinear(weight, torch.randn(30)), torch.randn(1, 50)
+    with kernels.using("c"):
+        layer(x), layer(x)
+    with kernels.using("torch"):
+        torch.testing.assert_close(layer(x), nn.functional.linear(x, weight, layer.bias))
+    assert len(calls) == 2
+
+
+def sequential_ticket():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 4)).eval()
+    return model, prune(model, "magnitude", density=0.1, rounds=1, scope="layerwise").masks
+
+
+@pytest.mark.parametrize("kernels_asked", ["auto", "torch"])
+def test_a_relu_after_a_csr_linear_runs_in_its_call(monkeypatch, kernels_asked):
+    from lottery.export import Chain
+    from lottery.sparsity import kernels
+
+    model, masks = sequential_ticket()
+    exported, reference = export(model, masks, to="csr"), masked(model, masks)
+    assert type(exported) is Chain and isinstance(exported, nn.Sequential)
+    assert list(exported.state_dict()) == [k for k in model.state_dict() if not k.endswith(".weight")]
+    assert exported.export_choices == {"0": "csr, with the ReLU 1 in its call", "2": "csr, with the ReLU 3 in its call",
+                                       "4": "csr"}
+    relu_calls = []
+    real_relu = nn.ReLU.forward
+    monkeypatch.setattr(nn.ReLU, "forward", lambda self, x: relu_calls.append(self) or real_relu(self, x))
+    ours = {id(m) for m in exported.modules()}
+    with kernels.using(kernels_asked), torch.no_grad():
+        for shape in ((1, 20), (1, 20), (3, 20), (20,), (2, 5, 20)):  # batch 1 (twice: bound, then fast), batched
+            x = torch.randn(*shape)
+            torch.testing.assert_close(exported(x), reference(x), atol=1e-5, rtol=1e-5)
+        assert not [m for m in relu_calls if id(m) in ours]  # computed in its CSRLinear's call (above: correctly)
+        hook_calls = []
+        exported[3].register_forward_hook(lambda *a: hook_calls.append(1))  # a ReLU with a hook runs as a module
+        x = torch.randn(1, 20)
+        torch.testing.assert_close(exported(x), reference(x), atol=1e-5, rtol=1e-5)
+        assert [m for m in relu_calls if id(m) in ours] == [exported[3]] and hook_calls == [1]
+        exported[1] = nn.Tanh()  # a module replaced after export: planned again
+        reference[1] = nn.Tanh()
+        torch.testing.assert_close(exported(x), reference(x), atol=1e-5, rtol=1e-5)

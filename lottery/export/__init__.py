@@ -23,8 +23,10 @@ from lottery.export import saved
 from lottery.export.choice import choose
 from lottery.export.compact import compact
 from lottery.export.layers import (
+    Chain,
     CSRConv2d,
     CSRLinear,
+    chain_relus,
     csr_refusal,
     semi_structured,
     set_module,
@@ -34,7 +36,7 @@ from lottery.ticket import Ticket
 
 FORMATS = ("csr", "semi-structured", "compact")
 
-__all__ = ["FORMATS", "CSRConv2d", "CSRLinear", "ExportFormatError", "compact", "export", "export_ticket", "load", "save"]
+__all__ = ["FORMATS", "CSRConv2d", "Chain", "CSRLinear", "ExportFormatError", "compact", "export", "export_ticket", "load", "save"]
 
 
 def export(model: nn.Module, ticket: Ticket | Mapping[str, Tensor], to: str = "csr", batch_size: int | None = None,
@@ -93,6 +95,8 @@ def export(model: nn.Module, ticket: Ticket | Mapping[str, Tensor], to: str = "c
     for name, layer in candidates.items():
         if choices[name].startswith("csr"):
             set_module(out, name, layer)
+    for layer, relu in chain_relus(out).items():
+        choices[layer] += f", with the ReLU {relu} in its call"
     out.export_choices = choices
     return out
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import torch
@@ -21,22 +22,44 @@ def to_csr(weight: Tensor) -> Tensor:
 
 def c_parts(layer: nn.Module, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor | None] | None:
     """A CSR layer's arrays and bias as lottery's C kernels read them, or None where those do not apply to `x`
-    (float32 on CPU only). Found again only when the weight or bias is another tensor (after `.to()`, `load`), as
-    reading them costs ~3 us a call."""
-    if x.dtype != torch.float32 or not x.is_cpu or kernels.library() is None:
+    (float32 on CPU only, and no gradient to `x` asked for: the C kernels have no backward). Found again only when
+    the weight or bias is another tensor (after `.to()`, `load`), as reading them costs ~3 us a call."""
+    if x.dtype != torch.float32 or not x.is_cpu or (x.requires_grad and torch.is_grad_enabled()):
+        return None
+    if kernels.library() is None:
         return None
     w, bias, seen = layer.weight, layer.bias, layer.__dict__.get("_parts_of")
     if seen is None or seen[0] is not w or seen[1] is not bias:
         layer.__dict__["_parts_of"] = (w, bias)
         ok = kernels.usable(w) and w.crow_indices().dtype == torch.int64 and (bias is None or kernels.usable(bias))
-        parts = (w.crow_indices(), w.col_indices(), w.values().contiguous(),
-                 None if bias is None else bias.contiguous()) if ok else None
-        layer.__dict__["_parts"] = parts
-        layer.__dict__["_mv"] = None if parts is None else kernels.bound_mv(*parts)  # batch 1 of a CSRLinear
+        layer.__dict__["_parts"] = (w.crow_indices(), w.col_indices(), w.values().contiguous(),
+                                    None if bias is None else bias.contiguous()) if ok else None
     return layer.__dict__["_parts"]
 
 
-class CSRLinear(nn.Module):
+class _KernelLayer(nn.Module):
+    """A CSR layer whose C-kernel arrays are cached in its `__dict__` (see `c_parts`)."""
+
+    CACHES = ("_parts_of", "_parts", "_one")
+
+    def __getstate__(self) -> dict:
+        # a copy binds its own arrays: the cached ones (and the raw pointers bound into `_one`) are the original's
+        # memory, which a deep copy would otherwise keep reading after the original changed or was freed
+        return {k: v for k, v in super().__getstate__().items() if k not in self.CACHES}
+
+    def __deepcopy__(self, memo: dict) -> _KernelLayer:
+        # torch cannot deep-copy a CSR tensor (it has no storage to copy): its arrays are copied here instead
+        for t in self._buffers.values():
+            if t is not None and t.layout == torch.sparse_csr and id(t) not in memo:
+                memo[id(t)] = torch.sparse_csr_tensor(t.crow_indices().clone(), t.col_indices().clone(),
+                                                      t.values().clone(), t.shape)
+        twin = self.__class__.__new__(self.__class__)
+        memo[id(self)] = twin
+        twin.__setstate__(copy.deepcopy(self.__getstate__(), memo))
+        return twin
+
+
+class CSRLinear(_KernelLayer):
     """A Linear layer whose weight is a CSR sparse matrix (survivors only): y = x Wᵀ + b."""
 
     def __init__(self, weight: Tensor, bias: Tensor | None) -> None:
@@ -47,13 +70,30 @@ class CSRLinear(nn.Module):
         self.register_buffer("weight", to_csr(weight), persistent=False)
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, relu: bool = False) -> Tensor:
+        """x Wᵀ + b, then max(0, ·) where `relu` (the ReLU that follows, computed in this call: see `Chain`)."""
+        one = self.__dict__.get("_one")
+        # batch-1 inference, where the layer's few microseconds are mostly the call: only what can change between
+        # calls is checked (~0.5 us), then one C call (lottery.sparsity.kernels.bound_mv)
+        if (one is not None and x.shape == one[2] and x.dtype is torch.float32 and x.is_cpu and not x.requires_grad
+                and x.is_contiguous() and self._buffers["weight"] is one[0] and self._buffers["bias"] is one[1]
+                and kernels.generation == one[5]):
+            return one[4 if relu else 3](x)
         parts = c_parts(self, x)
         if parts is not None:  # lottery's C kernels (lottery.sparsity.kernels)
-            if x.dim() == 2 and x.shape[0] == 1 and x.shape[1] == self.in_features:  # batch-1 inference: kept short
-                return self.__dict__["_mv"](x if x.is_contiguous() else x.contiguous())
+            if x.dim() == 2 and x.shape[0] == 1 and x.shape[1] == self.in_features:
+                if one is None or one[0] is not self.weight or one[1] is not self.bias or one[5] != kernels.generation:
+                    self.__dict__["_one"] = one = (self.weight, self.bias, x.shape, kernels.bound_mv(*parts),
+                                                   kernels.bound_mv(*parts, relu=True), kernels.generation)
+                return one[4 if relu else 3](x.contiguous())
             _, y = kernels.linear_forward(*parts, x.reshape(-1, self.in_features))  # the sparse path's one call
-            return y.reshape(*x.shape[:-1], self.out_features)
+            y = y.reshape(*x.shape[:-1], self.out_features)
+        else:
+            y = self._on_torch(x)
+        return y.relu_() if relu else y
+
+    def _on_torch(self, x: Tensor) -> Tensor:
+        """The product on torch's CSR kernels (any dtype and device, and differentiable in `x`)."""
         flat = x.reshape(-1, self.in_features)
         if x.dim() == 2 and x.shape[0] == 1:  # one example: one CSR matrix-vector call that adds the bias too
             y = torch.mv(self.weight, x[0]) if self.bias is None else torch.addmv(self.bias, self.weight, x[0])
@@ -68,6 +108,58 @@ class CSRLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, nnz={self.weight._nnz()}"
 
 
+class Chain(nn.Sequential):
+    """An nn.Sequential whose ReLU right after a CSRLinear runs in that layer's call (`relu=True`): at batch 1 a
+    ReLU module's call (~2.5 us here) is a large part of a small sparse layer's time. Modules, names and state are
+    the Sequential's; a ReLU with hooks of its own (or global ones) is called as usual."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        modules = tuple(self._modules.values())
+        plan = self.__dict__.get("_plan")
+        if plan is None or plan[0] != modules:  # modules replaced since: planned again
+            plan = self.__dict__["_plan"] = (modules, _fused(modules))
+        for module, relu in plan[1]:
+            if relu is None:
+                x = module(x)
+            elif relu._forward_hooks or relu._forward_pre_hooks or _global_hooks():
+                x = relu(module(x))
+            else:
+                x = module(x, relu=True)
+        return x
+
+
+def _fused(modules: tuple[nn.Module, ...]) -> list[tuple[nn.Module, nn.Module | None]]:
+    """What `Chain` calls: each module, paired with the ReLU that follows a CSRLinear (then not called itself)."""
+    plan, i = [], 0
+    while i < len(modules):
+        pair = i + 1 < len(modules) and type(modules[i]) is CSRLinear and type(modules[i + 1]) is nn.ReLU
+        plan.append((modules[i], modules[i + 1] if pair else None))
+        i += 2 if pair else 1
+    return plan
+
+
+def _global_hooks() -> bool:
+    """Whether forward hooks for every module are registered (nn.modules.module.register_module_forward_hook)."""
+    from torch.nn.modules import module
+
+    return bool(module._global_forward_hooks or module._global_forward_pre_hooks)
+
+
+def chain_relus(model: nn.Module) -> dict[str, str]:
+    """Make each plain nn.Sequential of `model` (itself included) that has a CSRLinear followed by a ReLU a `Chain`,
+    in place: {CSRLinear's name: the name of the ReLU now computed in its call}."""
+    fused = {}
+    for name, module in model.named_modules():
+        if type(module) is nn.Sequential:
+            items = list(module._modules.items())
+            pairs = {f"{name}.{key}".lstrip("."): f"{name}.{after}".lstrip(".")
+                     for (key, m), (after, r) in zip(items, items[1:]) if type(m) is CSRLinear and type(r) is nn.ReLU}
+            if pairs:
+                module.__class__ = Chain  # the same object: its parent, hooks and state are unchanged
+                fused.update(pairs)
+    return fused
+
+
 def csr_refusal(conv: nn.Conv2d) -> str | None:
     """Why `conv` cannot run as a CSRConv2d (None: it can)."""
     if conv.groups != 1:
@@ -79,7 +171,7 @@ def csr_refusal(conv: nn.Conv2d) -> str | None:
     return None
 
 
-class CSRConv2d(nn.Module):
+class CSRConv2d(_KernelLayer):
     """A Conv2d (groups=1, zero padding) computed as its CSR weight [out, in·kh·kw] times the unfolded input."""
 
     def __init__(self, conv: nn.Conv2d, weight: Tensor | None = None, bias: Tensor | None = None) -> None:

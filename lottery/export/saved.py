@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from lottery.export.compact import resized
-from lottery.export.layers import CSRConv2d, CSRLinear, semi_structured, set_module
+from lottery.export.layers import CSRConv2d, CSRLinear, chain_relus, semi_structured, set_module
 from lottery.files import atomic_write_bytes, atomic_write_text
 
 FORMAT = "lottery-export"
@@ -112,6 +112,7 @@ def load(folder: str | os.PathLike) -> nn.Module:
         for name, layer in description["layers"].items():
             _rebuild(model, name, layer, tensors)
         model.load_state_dict(tensors, strict=True)
+        chain_relus(model)  # as `export` left it
     except (AttributeError, KeyError, RuntimeError, TypeError, ValueError) as err:
         raise ExportFormatError(f"{folder} does not fit the model export.json names, or its tensors are inconsistent "
                                 f"({type(err).__name__}: {err}); export the ticket again with this version of the "

@@ -146,18 +146,47 @@ void lottery_transpose_pad(int64_t n, int64_t m, const float *x, int64_t s0, int
     }
 }
 
-/* y[i] = bias[i] + sum over survivors k of row i of vals[k] * x[col[k]]: one example (x is small enough for L1) */
-void lottery_csr_mv(int64_t rows, const int64_t *crow, const int64_t *col, const float *vals, const float *bias,
-                    const float *x, float *y) {
-    for (int64_t i = 0; i < rows; i++) {
-        /* four partial sums: one would chain every multiply-add of the row on the last */
-        float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+/* A CSR matrix bound once (batch-1 inference): its arrays in one struct, so that a call passes three pointers and
+   a flag instead of seven arguments (ctypes converts each, ~0.06 us apiece). Column indices are int32 here: a third
+   less to read than int64 where reading the matrix is most of the work. */
+struct lottery_csr {
+    int64_t rows;
+    const int64_t *crow;
+    const int32_t *col;
+    const float *vals, *bias; /* bias may be NULL */
+};
+
+/* y[i] = bias[i] + sum over survivors k of row i of vals[k] * x[col[k]] for one example x (small enough for L1),
+   then max(0, y[i]) where relu is not zero (a ReLU that follows the layer). */
+void lottery_csr_mv(const struct lottery_csr *w, const float *x, float *y, int64_t relu) {
+    const int64_t *crow = w->crow;
+    const int32_t *col = w->col;
+    const float *vals = w->vals, *bias = w->bias;
+    for (int64_t i = 0; i < w->rows; i++) {
         int64_t k = crow[i];
         const int64_t end = crow[i + 1];
+#if defined(__AVX2__) && defined(__FMA__)
+        /* a row of 32 survivors or more 8 at a time, their inputs gathered in one instruction. Measured on
+           LeNet-300-100's 784x300 layer (one-off, a dense product run between calls): 30.7 -> 17.0 us at 132 a row,
+           11.2 -> 9.2 at 54; at 28 a row, the loop below alone took 5.5 us and gathering every row 6.2 */
+        __m256 acc8 = _mm256_setzero_ps();
+        for (; end - crow[i] >= 32 && k + 8 <= end; k += 8) {
+            const __m256i idx = _mm256_loadu_si256((const __m256i *)(col + k));
+            acc8 = _mm256_fmadd_ps(_mm256_loadu_ps(vals + k), _mm256_i32gather_ps(x, idx, 4), acc8);
+        }
+        __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc8), _mm256_extractf128_ps(acc8, 1));
+        h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_add_ss(h, _mm_movehdup_ps(h));
+        float acc[4] = {_mm_cvtss_f32(h), 0.0f, 0.0f, 0.0f};
+#else
+        float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#endif
+        /* four partial sums: one would chain every multiply-add of the row on the last */
         for (; k + 4 <= end; k += 4)
             for (int j = 0; j < 4; j++) acc[j] += vals[k + j] * x[col[k + j]];
         for (; k < end; k++) acc[0] += vals[k] * x[col[k]];
-        y[i] = (bias ? bias[i] : 0.0f) + ((acc[0] + acc[1]) + (acc[2] + acc[3]));
+        const float v = (bias ? bias[i] : 0.0f) + ((acc[0] + acc[1]) + (acc[2] + acc[3]));
+        y[i] = relu && v < 0.0f ? 0.0f : v;
     }
 }
 

@@ -33,6 +33,7 @@ _lib: ctypes.CDLL | None = None
 _tried = False
 _forced: str | None = None
 _env: str | None = None
+generation = 0  # bumped whenever the kernels asked for may change (`using`): a cached choice is checked against it
 
 
 def choice() -> str:
@@ -52,14 +53,16 @@ def choice() -> str:
 @contextmanager
 def using(kernels: str) -> Iterator[None]:
     """Within this block the sparse path uses these kernels (auto, c or torch), whatever the environment says."""
-    global _forced
+    global _forced, generation
     if kernels not in CHOICES:
         raise ValueError(f"kernels={kernels!r}: use one of {', '.join(CHOICES)}")
     saved, _forced = _forced, kernels
+    generation += 1
     try:
         yield
     finally:
         _forced = saved
+        generation += 1
 
 
 def _cpu_id() -> str:
@@ -147,7 +150,7 @@ def library() -> ctypes.CDLL | None:
                 getattr(lib, f"lottery_csr_sampled_{width}").argtypes = [i64, i64, ptr, ptr, ptr, ptr, ptr, i64]
             lib.lottery_transpose_pad.argtypes = [i64, i64, ptr, i64, i64, ptr, i64]
             lib.lottery_gather.argtypes = lib.lottery_scatter.argtypes = [i64, ptr, ptr, ptr]
-            lib.lottery_csr_mv.argtypes = [i64, ptr, ptr, ptr, ptr, ptr, ptr]
+            lib.lottery_csr_mv.argtypes = [ptr, ptr, ptr, i64]
             lib.lottery_sparse_conv2d.argtypes = [i64] * 15 + [ptr] * 6
             lib.lottery_linear_forward.argtypes = [i64, i64, ptr, i64, i64, ptr, i64, i64, i64, ptr, ptr, ptr, ptr, ptr]
             lib.lottery_linear_backward.argtypes = [i64, i64, i64, ptr, i64, i64, i64, i64, ptr, ptr, ptr, ptr, ptr,
@@ -230,20 +233,30 @@ def linear_backward(crow: Tensor, col: Tensor, t_crow: Tensor, t_col: Tensor, t_
     return gx, gw, gb
 
 
-def bound_mv(crow: Tensor, col: Tensor, values: Tensor, bias: Tensor | None) -> Callable[[Tensor], Tensor]:
-    """W x + bias for W in CSR, its arrays bound once: a function of one contiguous float32 example [1, in] giving
-    [1, out] (batch-1 inference, where each microsecond of a small layer's call counts)."""
+class _CSR(ctypes.Structure):
+    """csr_kernels.c's `struct lottery_csr`: a CSR matrix's arrays, bound once."""
+    _fields_ = [("rows", ctypes.c_int64), ("crow", ctypes.c_void_p), ("col", ctypes.c_void_p),
+                ("vals", ctypes.c_void_p), ("bias", ctypes.c_void_p)]
+
+
+def bound_mv(crow: Tensor, col: Tensor, values: Tensor, bias: Tensor | None,
+             relu: bool = False) -> Callable[[Tensor], Tensor]:
+    """W x + bias for W in CSR (then max(0, ·) with `relu`), its arrays bound once: a function of one contiguous
+    float32 example [1, in] giving [1, out] (batch-1 inference, where each microsecond of a small layer's call
+    counts)."""
     assert crow.is_contiguous() and col.is_contiguous() and values.is_contiguous()
     assert bias is None or bias.is_contiguous()
-    rows, fn = crow.numel() - 1, _lib.lottery_csr_mv
-    arrays = (crow.data_ptr(), col.data_ptr(), values.data_ptr(), None if bias is None else bias.data_ptr())
+    rows, fn, flag = crow.numel() - 1, _lib.lottery_csr_mv, int(relu)
+    col = col.to(torch.int32)  # the kernel reads int32 column indices (a Linear has far fewer than 2^31 inputs)
+    bound = _CSR(rows, crow.data_ptr(), col.data_ptr(), values.data_ptr(), None if bias is None else bias.data_ptr())
+    where = ctypes.addressof(bound)
 
     def mv(x: Tensor) -> Tensor:
-        out = torch.empty(1, rows, dtype=torch.float32)
-        fn(rows, *arrays, x.data_ptr(), out.data_ptr())
+        out = torch.empty(1, rows, dtype=torch.float32)  # sizes as arguments: a tuple or a Size parses slower
+        fn(where, x.data_ptr(), out.data_ptr(), flag)
         return out
 
-    mv.arrays = (crow, col, values, bias)  # kept alive as long as the function is
+    mv.arrays = (crow, col, values, bias, bound)  # kept alive as long as the function is
     return mv
 
 

@@ -224,6 +224,29 @@ def test_the_fused_linear_calls_equal_dense_ones(batch, with_bias):
 
 
 @needs_c
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_the_bound_matrix_vector_product_equals_dense(with_bias):
+    """bound_mv (batch-1 inference) on rows of every kind of length: empty, shorter than the gathered blocks, at
+    and around the 32 survivors from which a row is gathered 8 at a time, and long; with its ReLU and without."""
+    torch.manual_seed(0)
+    lengths = [0, 1, 7, 8, 9, 31, 32, 33, 40, 47, 100, 300]
+    mask = torch.zeros(len(lengths), 300, dtype=torch.bool)
+    for row, n in enumerate(lengths):
+        mask[row, torch.randperm(300)[:n]] = True
+    weight = torch.randn(len(lengths), 300) * mask
+    bias = torch.randn(len(lengths)) if with_bias else None
+    pattern = Pattern(mask)
+    x = torch.randn(1, 300)
+    ref = x.double() @ weight.double().t() + (0 if bias is None else bias.double())
+    for relu in (False, True):
+        mv = kernels.bound_mv(pattern.crow, pattern.col, weight[mask], bias, relu=relu)
+        y = mv(x)
+        assert y.shape == (1, len(lengths)) and y.dtype == torch.float32
+        torch.testing.assert_close(y, ref.clamp(min=0) if relu else ref, atol=1e-5, rtol=1e-5, check_dtype=False)
+    assert (ref < 0).any() and (ref > 0).any()  # the ReLU had something to do
+
+
+@needs_c
 def test_the_portable_build_gives_the_same_products(fresh, monkeypatch):
     """Built without -march=native (no AVX2 on x86-64: the blocked transpose and the 8-survivor weight gradient are
     left out), the kernels give the same products."""
@@ -233,4 +256,6 @@ def test_the_portable_build_gives_the_same_products(fresh, monkeypatch):
         test_the_products_equal_dense_ones(batch)
         for with_bias in (True, False):
             test_the_fused_linear_calls_equal_dense_ones(batch, with_bias)
+    for with_bias in (True, False):
+        test_the_bound_matrix_vector_product_equals_dense(with_bias)
     test_transpose_pad_reads_any_strides()
