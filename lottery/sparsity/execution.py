@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from lottery.sparsity import kernels
 from lottery.sparsity.masking import preserves_zeros
 
-_CROSSOVER_CACHE: dict[tuple[tuple[int, int], int, str, str], float] = {}
+_CROSSOVER_CACHE: dict[tuple[tuple[int, int], int, str, str, bool, bool], float] = {}
 
 
 def _take(t: Tensor, flat: Tensor, c: bool) -> Tensor:
@@ -203,41 +203,57 @@ def dense_gradients(model: nn.Module) -> Iterator[nn.Module]:
 
 
 DENSITIES = (0.5, 0.4, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01)  # where `crossover` looks, densest first
+# the sparse path must be this much faster to be chosen: at a near tie a repeated measurement may choose either way,
+# and two runs whose paths differ differ in their last bits (summation order)
+MARGIN = 0.95
 
 
-def crossover(shape: tuple[int, int], batch: int, device: torch.device | str = "cpu", repeats: int = 15) -> float:
-    """The density below which the sparse path (forward and both gradients) beats masked dense for a Linear weight
-    of `shape` at `batch` rows on `device`, measured once (adjacent pairs at a few densities) and cached."""
-    key = (tuple(shape), int(batch), str(device), kernels.name())  # torch's kernels have another crossover
+def crossover(shape: tuple[int, int], batch: int, device: torch.device | str = "cpu", repeats: int = 15,
+              sparse_grad: bool = True, bias: bool = True) -> float:
+    """The density below which the sparse path (forward and both gradients) beats masked dense by `MARGIN` for a
+    Linear weight of `shape` (with a `bias` or without) at `batch` rows on `device`, measured once (adjacent pairs at
+    a few densities) and cached. `sparse_grad`: the weight gradient as a run will hand it on (see `make_sparse`)."""
+    key = (tuple(shape), int(batch), str(device), kernels.name(), sparse_grad, bias)  # torch's kernels differ
     if key in _CROSSOVER_CACHE:
         return _CROSSOVER_CACHE[key]
     out_f, in_f = shape
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(batch, in_f, generator=gen).to(device)
+    b = nn.Parameter(torch.randn(out_f, generator=gen).to(device)) if bias else None
     found = 0.0
     for density in DENSITIES:
         weight = nn.Parameter(torch.randn(out_f, in_f, generator=gen).to(device))
         mask = torch.rand(out_f, in_f, generator=gen).to(device) < density
-        pattern = Pattern(mask)
+        pattern = Pattern(mask, sparse_grad)
         pattern.keep(weight, pattern.values_of(weight))  # as a SurvivorsStep leaves it between steps
-        dense_t, sparse_t = _pair(x, weight, mask, pattern, repeats)
-        if sparse_t < dense_t:
+        dense_t, sparse_t = _pair(x, weight, b, mask, pattern, repeats)
+        if sparse_t < MARGIN * dense_t:
             found = density
             break
     _CROSSOVER_CACHE[key] = found
     return found
 
 
-def _pair(x: Tensor, weight: nn.Parameter, mask: Tensor, pattern: Pattern, repeats: int) -> tuple[float, float]:
-    """Median seconds of a dense and a sparse forward+backward, measured alternately (adjacent pairs)."""
+def _pair(x: Tensor, weight: nn.Parameter, bias: nn.Parameter | None, mask: Tensor, pattern: Pattern,
+          repeats: int) -> tuple[float, float]:
+    """Median seconds of a dense and a sparse training pass of one layer, measured alternately (adjacent pairs):
+    forward and backward from gradients set to None (as a training step starts), and on the dense side the pruned
+    gradients zeroed (the Masker's work, which the sparse path has none of)."""
     dense, sparse = [], []
     masked = (weight * mask).detach().requires_grad_()
+    keep = mask.to(weight.dtype)  # as the Masker holds it
     for _ in range(repeats + 1):
+        masked.grad = weight.grad = None
+        if bias is not None:
+            bias.grad = None
         start = time.perf_counter()
-        (x @ masked.t()).sum().backward()
+        nn.functional.linear(x, masked, bias).sum().backward()
+        masked.grad.mul_(keep)
         dense.append(time.perf_counter() - start)
+        if bias is not None:
+            bias.grad = None
         start = time.perf_counter()
-        _SparseLinear.apply(x, weight, None, pattern).sum().backward()
+        _SparseLinear.apply(x, weight, bias, pattern).sum().backward()
         sparse.append(time.perf_counter() - start)
     return sorted(dense[1:])[repeats // 2], sorted(sparse[1:])[repeats // 2]
 
@@ -253,7 +269,8 @@ def apply_sparse(model: nn.Module, masks: Mapping[str, Tensor], below: float | s
             continue
         mask = masks[key]
         density = float(mask.float().mean())
-        limit = crossover(tuple(mask.shape), batch, module.weight.device) if below == "auto" else float(below)
+        limit = (crossover(tuple(mask.shape), batch, module.weight.device, sparse_grad=sparse_grad,
+                           bias=module.bias is not None) if below == "auto" else float(below))
         how = "auto crossover" if below == "auto" else "sparse_below"
         if density < limit:
             make_sparse(module, mask, sparse_grad)

@@ -73,6 +73,30 @@ def test_crossover_is_measured_once_per_shape_batch_and_device(monkeypatch):
     assert len(pairs) > measured  # another batch is another measurement
 
 
+def test_crossover_times_the_path_a_run_takes(monkeypatch):
+    """The sparse side as training runs it: the survivor-sized weight gradient a single-process run hands on (not a
+    dense one scattered from it), and the layer's bias on both sides; apply_sparse asks for the layer's own."""
+    from lottery.sparsity import execution
+    from lottery.sparsity.execution import Pattern
+
+    seen, densified = [], []
+    real_pair, real_dense_of = execution._pair, Pattern.dense_of
+    monkeypatch.setattr(execution, "_pair", lambda x, w, b, m, p, r: seen.append((b is not None, p.sparse_grad))
+                        or real_pair(x, w, b, m, p, r))
+    monkeypatch.setattr(Pattern, "dense_of", lambda self, g: densified.append(1) or real_dense_of(self, g))
+    crossover((12, 9), 5, repeats=1, sparse_grad=True, bias=True)
+    assert seen and set(seen) == {(True, True)} and not densified
+    seen.clear()
+    crossover((12, 9), 5, repeats=1, sparse_grad=False, bias=False)
+    assert seen and set(seen) == {(False, False)} and densified
+    asked = []
+    monkeypatch.setattr(execution, "crossover", lambda *a, **k: asked.append(k) or 0.5)
+    model = nn.Sequential(nn.Linear(9, 12, bias=False), nn.Linear(12, 4))
+    apply_sparse(model, {"0.weight": torch.rand(12, 9) < 0.1, "1.weight": torch.rand(4, 12) < 0.1}, "auto", 5,
+                 sparse_grad=True)
+    assert [(k["bias"], k["sparse_grad"]) for k in asked] == [(False, True), (True, True)]
+
+
 def run(tmp_path, **kw):
     pl.seed_everything(0)
     cb = LotteryTicket(rounds=2, epochs_per_round=1, prune_fraction=0.6, dirpath=str(tmp_path / "t"), **kw)
