@@ -97,6 +97,25 @@ def test_crossover_times_the_path_a_run_takes(monkeypatch):
     assert [(k["bias"], k["sparse_grad"]) for k in asked] == [(False, True), (True, True)]
 
 
+def test_crossover_wants_a_win_measured_twice(monkeypatch):
+    """One lucky sample must not decide a run's path: at 0.5 the sparse path wins the first measurement only; from
+    0.2 down it wins every one. (The measurements themselves are faked here.)"""
+    from lottery.sparsity import execution
+
+    measured = []
+
+    def fake(x, weight, bias, mask, pattern, repeats):
+        if repeats == 1:  # the warm-up
+            return 1.0, 1.0
+        measured.append(round(pattern.density, 1))
+        lucky = measured.count(0.5) == 1 and measured[-1] == 0.5
+        return (1.0, 0.5) if lucky or pattern.density < 0.25 else (1.0, 1.0)
+
+    monkeypatch.setattr(execution, "_pair", fake)
+    assert crossover((40, 50), 7) == 0.2
+    assert measured[:2] == [0.5, 0.5] and measured.count(0.2) == 2
+
+
 def run(tmp_path, **kw):
     pl.seed_everything(0)
     cb = LotteryTicket(rounds=2, epochs_per_round=1, prune_fraction=0.6, dirpath=str(tmp_path / "t"), **kw)
