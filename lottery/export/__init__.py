@@ -46,7 +46,9 @@ def export(model: nn.Module, ticket: Ticket | Mapping[str, Tensor], to: str = "c
     With `to="csr"` every masked Linear and Conv2d becomes CSR, unless `batch_size` is given: then each layer is
     timed at that batch (dense and CSR, adjacent pairs) and stays dense where CSR is slower. `module.export_choices`
     says what each layer runs and why. `example_input` (one sample's shape, or a batch) sizes conv layers' inputs
-    for that timing; a LightningModule's `example_input_array` is used when it is not given.
+    for that timing; a LightningModule's `example_input_array` is used when it is not given. An nn.ReLU right after
+    a CSR Linear in an nn.Sequential runs in that layer's call (the Sequential becomes a `Chain`, its modules and
+    names unchanged); a ReLU applied in a model's own `forward` stays a call of its own.
     """
     if to not in FORMATS:
         raise ValueError(f"unknown export format {to!r}; choose one of {', '.join(FORMATS)}")
