@@ -432,6 +432,11 @@ def test_a_relu_after_a_csr_linear_runs_in_its_call(monkeypatch, kernels_asked):
         x = torch.randn(1, 20)
         torch.testing.assert_close(exported(x), reference(x), atol=1e-5, rtol=1e-5)
         assert [m for m in relu_calls if id(m) in ours] == [exported[3]] and hook_calls == [1]
+        seen = []
+        exported[0].register_forward_hook(lambda m, args, out: seen.append(out))  # sees the layer's own output
+        torch.testing.assert_close(exported(x), reference(x), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(seen[0], reference[0](x), atol=1e-5, rtol=1e-5)
+        assert (seen[0] < 0).any()  # before the ReLU
         exported[1] = nn.Tanh()  # a module replaced after export: planned again
         reference[1] = nn.Tanh()
         torch.testing.assert_close(exported(x), reference(x), atol=1e-5, rtol=1e-5)

@@ -111,7 +111,8 @@ class CSRLinear(_KernelLayer):
 class Chain(nn.Sequential):
     """An nn.Sequential whose ReLU right after a CSRLinear runs in that layer's call (`relu=True`): at batch 1 a
     ReLU module's call (~2.5 us here) is a large part of a small sparse layer's time. Modules, names and state are
-    the Sequential's; a ReLU with hooks of its own (or global ones) is called as usual."""
+    the Sequential's. Where a hook could tell (a hook on the ReLU, a forward hook on the layer, global ones), the two
+    are called as usual."""
 
     def forward(self, x: Tensor) -> Tensor:
         modules = tuple(self._modules.values())
@@ -121,8 +122,8 @@ class Chain(nn.Sequential):
         for module, relu in plan[1]:
             if relu is None:
                 x = module(x)
-            elif relu._forward_hooks or relu._forward_pre_hooks or _global_hooks():
-                x = relu(module(x))
+            elif relu._forward_hooks or relu._forward_pre_hooks or module._forward_hooks or _global_hooks():
+                x = relu(module(x))  # a hook must see the ReLU called, or the layer's own output before it
             else:
                 x = module(x, relu=True)
         return x
