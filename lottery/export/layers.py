@@ -143,7 +143,8 @@ def _global_hooks() -> bool:
     """Whether forward hooks for every module are registered (nn.modules.module.register_module_forward_hook)."""
     from torch.nn.modules import module
 
-    return bool(module._global_forward_hooks or module._global_forward_pre_hooks)
+    # private to torch: read with defaults, so that a torch that renames them costs the fusion's check, not the call
+    return bool(getattr(module, "_global_forward_hooks", None) or getattr(module, "_global_forward_pre_hooks", None))
 
 
 def chain_relus(model: nn.Module) -> dict[str, str]:
