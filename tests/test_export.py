@@ -440,3 +440,25 @@ def test_a_relu_after_a_csr_linear_runs_in_its_call(monkeypatch, kernels_asked):
         exported[1] = nn.Tanh()  # a module replaced after export: planned again
         reference[1] = nn.Tanh()
         torch.testing.assert_close(exported(x), reference(x), atol=1e-5, rtol=1e-5)
+
+
+def test_the_per_layer_choice_times_a_fused_relu_on_both_sides(monkeypatch):
+    """A CSR layer whose ReLU the export computes in its call is timed with that ReLU, and so is its dense twin
+    (with the ReLU module after it): the choice compares what would run."""
+    from lottery.export import choice
+
+    model, masks = sequential_ticket()
+    timed = {}
+
+    def fake(dense, sparse, repeats):
+        timed[len(timed)] = (dense(), sparse())
+        return 2.0, 1.0
+
+    monkeypatch.setattr(choice, "pair", fake)
+    exported = export(model, masks, to="csr", batch_size=1)
+    for i in (0, 1):  # layers 0 and 2, each followed by a ReLU: both sides non-negative, and equal
+        dense_out, sparse_out = timed[i]
+        assert (dense_out >= 0).all() and (sparse_out >= 0).all() and (dense_out == 0).any()
+        torch.testing.assert_close(dense_out, sparse_out, atol=1e-5, rtol=1e-5)
+    assert (timed[2][0] < 0).any()  # layer 4, the last: no ReLU after it
+    assert exported.export_choices["0"].endswith(", with the ReLU 1 in its call")
