@@ -28,6 +28,7 @@ from lottery.compare.cells import CELLS, DONE, Cell, fit_args, ticket_flag
 from lottery.compare.results import cell_rows
 from lottery.compare.spec import Spec
 from lottery.experiment import GROUP, fit
+from lottery.integrations import wandb as wandb_integration
 from lottery.resume import SAVED_CONFIG, newest_checkpoint, versions
 from lottery.files import atomic_write_bytes, atomic_write_text
 from lottery.layout import OWNER, RunLayout
@@ -52,6 +53,9 @@ def run_cell(base: str, out: str, cell: Cell, common: list[str], threads: int) -
         # which refuses to write beside them
         clear_results(RunLayout.under(folder))
     resume = ["--ckpt_path", str(checkpoint)] if checkpoint else []
+    earlier = wandb_integration.earlier_run_id(folder) if checkpoint else None  # a W&B base config's cell
+    if earlier is not None:
+        resume += ["--trainer.logger.init_args.id", earlier]
     args = [*fit_args(base, folder, cell, common), *resume]
     before = torch.get_num_threads()
     torch.set_num_threads(threads)

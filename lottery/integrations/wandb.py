@@ -143,6 +143,17 @@ def identity(config: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+_RUN_FOLDER = re.compile(r"(?:offline-)?run-(?P<time>\d{8}_\d{6})-(?P<id>[^/]+)$")  # wandb's name for a run's files
+
+
+def earlier_run_id(save_dir: str | os.PathLike) -> str | None:
+    """The id of the newest W&B run whose files are under `save_dir` (its ``wandb/`` folder), or None: a killed run
+    resumed with that id continues the same W&B run instead of starting a second one."""
+    found = sorted((m.group("time"), m.group("id")) for p in (Path(save_dir) / "wandb").glob("*run-*")
+                   if p.is_dir() and (m := _RUN_FOLDER.match(p.name)))
+    return found[-1][1] if found else None
+
+
 def run_name(ident: Mapping[str, Any]) -> str:
     """A run's W&B name from its identity: experiment, pruner (when the experiment's name does not say it), the
     source round or target density, and seed: imp-magnitude-seed0, random-d0.64-seed1, imp_shuffled-round2-seed0."""

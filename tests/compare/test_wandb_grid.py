@@ -114,6 +114,7 @@ def test_a_killed_wandb_cell_resumes_from_its_own_checkpoint(wandb_spec, tmp_pat
     killed, resumed, _summary = offline_runs(tmp_path)
     assert (killed.name, killed.exit_code, resumed.name, resumed.exit_code) == ("imp-magnitude-seed0", 1,
                                                                                 "imp-magnitude-seed0", 0)
+    assert resumed.id == killed.id  # the cell's one W&B run continued (W&B joins them on sync), not a second one
     rounds = [[h["lottery/round"] for h in r.history if "lottery/density" in h] for r in (killed, resumed)]
     assert rounds[0] == [0, 1] and rounds[1][-1] == 2 and 0 not in rounds[1]  # round 0 was not trained again
     assert not (tmp_path / "runs").exists()

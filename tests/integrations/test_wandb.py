@@ -230,3 +230,16 @@ def test_the_shipped_wandb_config_runs_offline_as_its_comments_say(tmp_path, mon
     folder = tmp_path / "runs" / "lenet300_fashion_imp_wandb" / "lottery" / run.id
     assert (folder / "config.yaml").is_file() and (folder / "tickets" / "round_01.safetensors").is_file()
     assert next((folder / "checkpoints").glob("*.ckpt"))
+
+
+def test_the_earlier_run_of_a_folder_is_its_newest_wandb_run(tmp_path):
+    from lottery.integrations.wandb import earlier_run_id
+
+    assert earlier_run_id(tmp_path) is None  # no wandb folder: a new run
+    runs = tmp_path / "wandb"
+    for name in ("run-20261205_091234-online1", "offline-run-20261205_081234-first", "offline-run-20261205_101500-last",
+                 "debug-internal-20261205"):
+        (runs / name).mkdir(parents=True)
+    (runs / "offline-run-20261205_235959-afile").write_text("")  # a file, not a run's folder
+    (runs / "latest-run").symlink_to(runs / "offline-run-20261205_081234-first")
+    assert earlier_run_id(tmp_path) == "last"  # by time, whatever the mode's prefix
