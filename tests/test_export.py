@@ -437,6 +437,13 @@ def test_a_relu_after_a_csr_linear_runs_in_its_call(monkeypatch, kernels_asked):
         torch.testing.assert_close(exported(x), reference(x), atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(seen[0], reference[0](x), atol=1e-5, rtol=1e-5)
         assert (seen[0] < 0).any()  # before the ReLU
+        with torch.enable_grad():  # a gradient to the input through the fused ReLUs, at batch 1 and batched
+            for batch in (1, 3):
+                xa = torch.randn(batch, 20).requires_grad_()
+                xb = xa.detach().clone().requires_grad_()
+                exported(xa).square().sum().backward()
+                reference(xb).square().sum().backward()
+                torch.testing.assert_close(xa.grad, xb.grad, atol=1e-5, rtol=1e-5)
         exported[1] = nn.Tanh()  # a module replaced after export: planned again
         reference[1] = nn.Tanh()
         torch.testing.assert_close(exported(x), reference(x), atol=1e-5, rtol=1e-5)

@@ -52,7 +52,7 @@ class _KernelLayer(nn.Module):
         for t in self._buffers.values():
             if t is not None and t.layout == torch.sparse_csr and id(t) not in memo:
                 memo[id(t)] = torch.sparse_csr_tensor(t.crow_indices().clone(), t.col_indices().clone(),
-                                                      t.values().clone(), t.shape)
+                                                      t.values().clone(), t.shape, check_invariants=False)  # copies
         twin = self.__class__.__new__(self.__class__)
         memo[id(self)] = twin
         twin.__setstate__(copy.deepcopy(self.__getstate__(), memo))
