@@ -203,7 +203,7 @@ def test_csr_linear_on_lottery_s_kernels_or_torch_s(monkeypatch, choice):
     calls = []
     real_forward, real_bound = kernels.linear_forward, kernels.bound_mv
     monkeypatch.setattr(kernels, "linear_forward", lambda *a: calls.append(1) or real_forward(*a))
-    monkeypatch.setattr(kernels, "bound_mv", lambda *a, **k: (lambda x, mv=real_bound(*a, **k): calls.append(1) or mv(x)))
+    monkeypatch.setattr(kernels, "bound_mv", lambda *a: (lambda x, relu=False, mv=real_bound(*a): calls.append(1) or mv(x, relu)))
     torch.manual_seed(0)
     weight = torch.randn(30, 50) * (torch.rand(30, 50) < 0.1)
     with kernels.using(choice):
@@ -390,7 +390,7 @@ def test_the_batch_one_path_follows_the_kernels_asked_for(monkeypatch):
         pytest.skip("no C compiler here: lottery's kernels cannot be built")
     calls = []
     real_bound = kernels.bound_mv
-    monkeypatch.setattr(kernels, "bound_mv", lambda *a, **k: (lambda x, mv=real_bound(*a, **k): calls.append(1) or mv(x)))
+    monkeypatch.setattr(kernels, "bound_mv", lambda *a: (lambda x, relu=False, mv=real_bound(*a): calls.append(1) or mv(x, relu)))
     torch.manual_seed(0)
     weight = torch.randn(30, 50) * (torch.rand(30, 50) < 0.1)
     layer, x = CSRLinear(weight, torch.randn(30)), torch.randn(1, 50)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from lottery.export.layers import CSRLinear
+from lottery.export.layers import CSRLinear, relu_after
 
 log = logging.getLogger(__name__)
 TARGET_S = 2e-3  # one timed sample: enough calls of a layer to take about this long (a call can be a few µs)
@@ -29,10 +29,10 @@ def choose(model: nn.Module, candidates: dict[str, nn.Module], batch_size: int, 
     choices = {}
     with torch.no_grad():
         for name, sparse in candidates.items():
-            dense, x, relu = model.get_submodule(name), inputs[name], _relu_after(model, name)
+            dense, x, relu = model.get_submodule(name), inputs[name], relu_after(model, name)
             if relu is not None and isinstance(sparse, CSRLinear):  # the export computes it in the CSR layer's call
-                dense_t, sparse_t = pair(lambda d=dense, x=x, r=relu: r(d(x)), lambda s=sparse, x=x: s(x, relu=True),
-                                         repeats)
+                dense_t, sparse_t = pair(lambda d=dense, x=x, r=model.get_submodule(relu): r(d(x)),
+                                         lambda s=sparse, x=x: s(x, relu=True), repeats)
             else:
                 dense_t, sparse_t = pair(lambda d=dense, x=x: d(x), lambda s=sparse, x=x: s(x), repeats)
             kind = "csr" if sparse_t < dense_t else "dense"
@@ -43,17 +43,6 @@ def choose(model: nn.Module, candidates: dict[str, nn.Module], batch_size: int, 
                              f"{1e6 * sparse_t:.1f} us, dense {1e6 * dense_t:.1f} us, {dense_t / sparse_t:.2f}x)")
             log.info("export: %s runs %s", name, choices[name])
     return choices
-
-
-def _relu_after(model: nn.Module, name: str) -> nn.Module | None:
-    """The nn.ReLU right after layer `name` in a plain nn.Sequential (which `chain_relus` fuses), else None."""
-    parent_name, _, leaf = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    if type(parent) is not nn.Sequential:
-        return None
-    keys = list(parent._modules)
-    after = keys.index(leaf) + 1
-    return parent._modules[keys[after]] if after < len(keys) and type(parent._modules[keys[after]]) is nn.ReLU else None
 
 
 def layer_inputs(model: nn.Module, names: list[str], batch_size: int, example: Tensor | None) -> dict[str, Tensor]:

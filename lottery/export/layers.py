@@ -77,15 +77,15 @@ class CSRLinear(_KernelLayer):
         # calls is checked (~0.5 us), then one C call (lottery.sparsity.kernels.bound_mv)
         if (one is not None and x.shape == one[2] and x.dtype is torch.float32 and x.is_cpu and not x.requires_grad
                 and x.is_contiguous() and self._buffers["weight"] is one[0] and self._buffers["bias"] is one[1]
-                and kernels.generation == one[5]):
-            return one[4 if relu else 3](x)
+                and kernels.generation == one[4]):
+            return one[3](x, relu)
         parts = c_parts(self, x)
         if parts is not None:  # lottery's C kernels (lottery.sparsity.kernels)
             if x.dim() == 2 and x.shape[0] == 1 and x.shape[1] == self.in_features:
-                if one is None or one[0] is not self.weight or one[1] is not self.bias or one[5] != kernels.generation:
+                if one is None or one[0] is not self.weight or one[1] is not self.bias or one[4] != kernels.generation:
                     self.__dict__["_one"] = one = (self.weight, self.bias, x.shape, kernels.bound_mv(*parts),
-                                                   kernels.bound_mv(*parts, relu=True), kernels.generation)
-                return one[4 if relu else 3](x.contiguous())
+                                                   kernels.generation)
+                return one[3](x.contiguous(), relu)
             _, y = kernels.linear_forward(*parts, x.reshape(-1, self.in_features))  # the sparse path's one call
             y = y.reshape(*x.shape[:-1], self.out_features)
         else:
@@ -141,24 +141,32 @@ def _fused(modules: tuple[nn.Module, ...]) -> list[tuple[nn.Module, nn.Module | 
 
 def _global_hooks() -> bool:
     """Whether forward hooks for every module are registered (nn.modules.module.register_module_forward_hook)."""
-    from torch.nn.modules import module
-
+    module = nn.modules.module
     # private to torch: read with defaults, so that a torch that renames them costs the fusion's check, not the call
     return bool(getattr(module, "_global_forward_hooks", None) or getattr(module, "_global_forward_pre_hooks", None))
+
+
+def relu_after(model: nn.Module, name: str) -> str | None:
+    """The name of the nn.ReLU right after layer `name` in a plain nn.Sequential (the pair a `Chain` fuses), else
+    None."""
+    parent_name, _, leaf = name.rpartition(".")
+    parent = model.get_submodule(parent_name)
+    if type(parent) is not nn.Sequential:
+        return None
+    keys = list(parent._modules)
+    after = keys.index(leaf) + 1
+    if after < len(keys) and type(parent._modules[keys[after]]) is nn.ReLU:
+        return f"{parent_name}.{keys[after]}".lstrip(".")
+    return None
 
 
 def chain_relus(model: nn.Module) -> dict[str, str]:
     """Make each plain nn.Sequential of `model` (itself included) that has a CSRLinear followed by a ReLU a `Chain`,
     in place: {CSRLinear's name: the name of the ReLU now computed in its call}."""
-    fused = {}
-    for name, module in model.named_modules():
-        if type(module) is nn.Sequential:
-            items = list(module._modules.items())
-            pairs = {f"{name}.{key}".lstrip("."): f"{name}.{after}".lstrip(".")
-                     for (key, m), (after, r) in zip(items, items[1:]) if type(m) is CSRLinear and type(r) is nn.ReLU}
-            if pairs:
-                module.__class__ = Chain  # the same object: its parent, hooks and state are unchanged
-                fused.update(pairs)
+    fused = {name: relu for name, m in model.named_modules()
+             if type(m) is CSRLinear and (relu := relu_after(model, name)) is not None}
+    for name in fused:  # the same object: its parent, hooks and state are unchanged
+        model.get_submodule(name.rpartition(".")[0]).__class__ = Chain
     return fused
 
 

@@ -239,21 +239,20 @@ class _CSR(ctypes.Structure):
                 ("vals", ctypes.c_void_p), ("bias", ctypes.c_void_p)]
 
 
-def bound_mv(crow: Tensor, col: Tensor, values: Tensor, bias: Tensor | None,
-             relu: bool = False) -> Callable[[Tensor], Tensor]:
-    """W x + bias for W in CSR (then max(0, ·) with `relu`), its arrays bound once: a function of one contiguous
-    float32 example [1, in] giving [1, out] (batch-1 inference, where each microsecond of a small layer's call
+def bound_mv(crow: Tensor, col: Tensor, values: Tensor, bias: Tensor | None) -> Callable[[Tensor, bool], Tensor]:
+    """W x + bias for W in CSR, its arrays bound once: a function of one contiguous float32 example [1, in] (and
+    `relu`: then max(0, ·)) giving [1, out] (batch-1 inference, where each microsecond of a small layer's call
     counts)."""
     assert crow.is_contiguous() and col.is_contiguous() and values.is_contiguous()
     assert bias is None or bias.is_contiguous()
-    rows, fn, flag = crow.numel() - 1, _lib.lottery_csr_mv, int(relu)
+    rows, fn = crow.numel() - 1, _lib.lottery_csr_mv
     col = col.to(torch.int32)  # the kernel reads int32 column indices (a Linear has far fewer than 2^31 inputs)
     bound = _CSR(rows, crow.data_ptr(), col.data_ptr(), values.data_ptr(), None if bias is None else bias.data_ptr())
     where = ctypes.addressof(bound)
 
-    def mv(x: Tensor) -> Tensor:
+    def mv(x: Tensor, relu: bool = False) -> Tensor:
         out = torch.empty(1, rows, dtype=torch.float32)  # sizes as arguments: a tuple or a Size parses slower
-        fn(where, x.data_ptr(), out.data_ptr(), flag)
+        fn(where, x.data_ptr(), out.data_ptr(), relu)
         return out
 
     mv.arrays = (crow, col, values, bias, bound)  # kept alive as long as the function is

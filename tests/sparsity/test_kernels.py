@@ -238,9 +238,9 @@ def test_the_bound_matrix_vector_product_equals_dense(with_bias):
     pattern = Pattern(mask)
     x = torch.randn(1, 300)
     ref = x.double() @ weight.double().t() + (0 if bias is None else bias.double())
+    mv = kernels.bound_mv(pattern.crow, pattern.col, weight[mask], bias)
     for relu in (False, True):
-        mv = kernels.bound_mv(pattern.crow, pattern.col, weight[mask], bias, relu=relu)
-        y = mv(x)
+        y = mv(x, relu)
         assert y.shape == (1, len(lengths)) and y.dtype == torch.float32
         torch.testing.assert_close(y, ref.clamp(min=0) if relu else ref, atol=1e-5, rtol=1e-5, check_dtype=False)
     assert (ref < 0).any() and (ref > 0).any()  # the ReLU had something to do
