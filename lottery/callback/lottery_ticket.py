@@ -36,7 +36,7 @@ from lottery.pruning import Pruner, get
 from lottery.pruning.inverted import Inverted
 from lottery.sparse_training import SparseTraining, with_distribution as sparse_training_method
 from lottery.sparsity import kernels, per_round_fraction, preserves_zeros, summary
-from lottery.sparsity.execution import SurvivorsStep, apply_sparse
+from lottery.sparsity.execution import SurvivorsStep, apply_sparse, decisions
 from lottery.sparsity.structure import NM
 from lottery.ticket import Ticket
 
@@ -105,9 +105,10 @@ class LotteryTicket(Callback):
         structure: ``"2:4"`` or any ``"N:M"``: at most N of every M consecutive weights along a layer's input
             dimension survive (every pruner, IMP, pruning at init, GMP); a density at or above N/M gives an exact
             N:M mask, lower ones keep fewer among its survivors (`lottery.sparsity.structure`).
-        sparse_below: Linear layers whose density is below this run forward and both gradients on CSR kernels
-            (survivors only; results equal masked dense up to summation order), or ``"auto"``: below the crossover
-            measured for each layer's shape and batch on this device at fit start. The log says which and why.
+        sparse_below: Linear and Conv2d layers whose density is below this run forward and both gradients on
+            sparse kernels (survivors only; results equal masked dense up to summation order), or ``"auto"``: below
+            the crossover measured for each layer's shape and batch on this device at fit start (a conv's at its
+            first forward, which gives its input size). The log says which and why.
             With an elementwise optimizer (SGD, Adam, AdamW, RMSprop, Adagrad) their update runs on the survivors
             only (`SurvivorsStep`); a module's own on_before_optimizer_step then sees their survivors' gradients.
 
@@ -208,8 +209,9 @@ class LotteryTicket(Callback):
         self.live = LiveMasks()
         if sparse_below is not None:
             if not (sparse_below == "auto" or (isinstance(sparse_below, (int, float)) and 0 < sparse_below <= 1)):
-                raise ValueError(f"sparse_below={sparse_below!r}: give a density in (0, 1] below which Linear layers run "
-                                 "on sparse kernels, or 'auto' (the crossover measured for each layer's shape)")
+                raise ValueError(f"sparse_below={sparse_below!r}: give a density in (0, 1] below which Linear and "
+                                 "Conv2d layers run on sparse kernels, or 'auto' (the crossover measured for each "
+                                 "layer's shape)")
             if self.sparse_training is not None and self.sparse_training.fixed_density:
                 # a grown weight's first update (RigL: its very choice) reads the dense gradient of the update step
                 raise ValueError(f"sparse_below={sparse_below!r} with sparse_training={self.sparse_training.name!r}: "
@@ -226,6 +228,7 @@ class LotteryTicket(Callback):
         self._hooks: list[Any] = []
         self._steps: list[SurvivorsStep] = []  # survivors-only optimizer steps of the sparse layers
         self._said: dict[str, str] | None = None  # what the layers run on (sparse or dense), as last logged
+        self._deciding = False  # some conv decides at its next forward (sparse_below="auto")
         self._rng_to_restore: dict[str, Any] | None = None
         unused = dict.fromkeys(hooks.UNUSED_BATCH_HOOKS, Callback)
         if epochs_per_round == 0:  # it only takes round 0's rewind snapshot
@@ -293,6 +296,8 @@ class LotteryTicket(Callback):
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
         if self.updates is not None and self.run.round == 1:  # before the masker hides the dense gradient
             self.updates.run(trainer, pl_module, self.live, self._plan, self.pruner, self.run.base_seed)
+        if self._deciding:  # convs under "auto" chose at this step's forward
+            self._log_decisions(pl_module)
         self.live.masker.zero_grads()
         for step in self._steps:
             if step.optimizer is optimizer:
@@ -371,12 +376,26 @@ class LotteryTicket(Callback):
             step.expand()
 
     def _run_sparse(self, pl_module: pl.LightningModule, masks: dict[str, Tensor]) -> None:
-        """New masks: Linear layers below `sparse_below` run on their survivors (lottery.sparsity.execution)."""
+        """New masks: Linear and Conv2d layers below `sparse_below` run on their survivors (lottery.sparsity.execution)."""
         batch = getattr(pl_module.trainer.train_dataloader, "batch_size", None) or 60  # the crossover's batch
         # survivor-sized weight gradients, except where DDP's reducer expects dense ones
         said = apply_sparse(pl_module, masks, self.sparse_below, batch, sparse_grad=pl_module.trainer.world_size == 1)
         for step in self._steps:
             step.refresh()
+        self._deciding = any(how.startswith("decides") for how in said.values())
+        self._say(pl_module, said)
+
+    def _log_decisions(self, pl_module: pl.LightningModule) -> None:
+        """What the convs deciding at their first forward chose: the optimizers' steps and the log told."""
+        self._deciding = False
+        decided = decisions(pl_module)
+        if decided:
+            for step in self._steps:
+                step.refresh()
+            self._say(pl_module, {**(self._said or {}), **decided})
+
+    def _say(self, pl_module: pl.LightningModule, said: dict[str, str]) -> None:
+        """Log which layers run sparse and why, when that changed."""
         if said and said != self._said:
             on = (f" (on {kernels.name()})" if pl_module.device.type == "cpu"
                   and any(how.startswith("sparse") for how in said.values()) else "")

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from lottery.sparsity import kernels
+from lottery.sparsity.execution import conv_refusal
 
 
 def to_csr(weight: Tensor) -> Tensor:
@@ -170,15 +171,7 @@ def chain_relus(model: nn.Module) -> dict[str, str]:
     return fused
 
 
-def csr_refusal(conv: nn.Conv2d) -> str | None:
-    """Why `conv` cannot run as a CSRConv2d (None: it can)."""
-    if conv.groups != 1:
-        return f"groups={conv.groups} (a grouped or depthwise conv is not one matrix product)"
-    if isinstance(conv.padding, str):
-        return f"padding={conv.padding!r} (give the padding as numbers)"
-    if conv.padding_mode != "zeros":
-        return f"padding_mode={conv.padding_mode!r} (unfold pads with zeros only)"
-    return None
+csr_refusal = conv_refusal  # the same conditions as the sparse path's (its old name, kept)
 
 
 class CSRConv2d(_KernelLayer):

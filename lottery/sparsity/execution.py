@@ -1,10 +1,14 @@
-"""Sparse execution of low-density Linear layers: forward, input gradient and weight gradient on survivors only.
+"""Sparse execution of low-density Linear and Conv2d layers: forward, input gradient and weight gradient on
+survivors only.
 
 A masked Linear layer still multiplies by its whole weight. Below some density (it depends on the layer's shape and
 the machine: `crossover`), CSR kernels are cheaper: the forward is a CSR × dense product, the input gradient the
 transposed one, and the weight gradient is computed at the survivors only (`torch.sparse.sampled_addmm`). That
 gradient is either kept survivor-sized (`sparse_grad=True`: a sparse COO tensor, which `SurvivorsStep` hands to the
 optimizer as it expects) or scattered into a dense one (pruned entries exactly zero, as the masker would leave them).
+A Conv2d (groups 1, zero padding) runs a direct sparse convolution on lottery's C kernels: each survivor adds its
+shifted input plane to its output plane, and the gradients walk the same survivors (`conv_crossover`; its weight
+gradient is dense, zero at pruned entries).
 Parameters, masks and checkpoints are unchanged: only the layer's `forward` is replaced, and restored by `make_dense`.
 """
 
@@ -13,7 +17,7 @@ from __future__ import annotations
 import time
 import types
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -45,9 +49,13 @@ class Pattern:
     """The survivors of a weight as CSR index arrays, and those of its transpose (for the input gradient)."""
 
     def __init__(self, mask: Tensor, sparse_grad: bool = False) -> None:
+        self.weight_shape = tuple(mask.shape)  # a conv's [O, C, kh, kw] is the matrix [O, C*kh*kw] (unfold's order)
+        mask = mask.reshape(mask.shape[0], -1)
         out_f, in_f = mask.shape
-        rows, cols = mask.nonzero(as_tuple=True)  # row-major: CSR order
-        self.sparse_grad = sparse_grad  # the weight gradient as a survivor-sized sparse tensor (else dense)
+        rows, cols = mask.nonzero(as_tuple=True)  # row-major: CSR order, and the weight's own flat order
+        # the weight gradient as a survivor-sized sparse tensor (else dense); a conv's is dense: a COO gradient of
+        # the 2-D matrix does not fit its 4-D weight
+        self.sparse_grad = sparse_grad and len(self.weight_shape) == 2
         self.coo = torch.stack([rows, cols])  # a coalesced COO tensor's indices: the same row-major order
         self.zeros = torch.zeros(rows.numel(), dtype=torch.float32, device=mask.device)  # sampled_addmm's pattern
         self.flat = rows * in_f + cols
@@ -98,14 +106,16 @@ class Pattern:
         """A sparse weight gradient (`gradient`, or a sum of them) as a dense one; torch's to_dense is ~10x slower."""
         dense = torch.zeros(self.shape[0] * self.shape[1], dtype=grad.dtype, device=grad.device)
         if grad._indices().data_ptr() == self.coo.data_ptr():
-            return dense.scatter_(0, self.flat, grad._values()).view(self.shape)
+            return dense.scatter_(0, self.flat, grad._values()).view(self.weight_shape)
         rows, cols = grad._indices()
-        return dense.scatter_add_(0, rows * self.shape[1] + cols, grad._values()).view(self.shape)  # adds up repeats
+        return dense.scatter_add_(0, rows * self.shape[1] + cols, grad._values()).view(self.weight_shape)  # repeats
 
     def gradient(self, values: Tensor) -> Tensor:
         """The weight gradient from its survivors' values: survivor-sized (sparse COO) or dense with zeros."""
-        coo = torch.sparse_coo_tensor(self.coo, values, self.shape, is_coalesced=True, check_invariants=False)
-        return coo if self.sparse_grad else self.dense_of(coo)
+        if not self.sparse_grad:
+            dense = torch.zeros(self.shape[0] * self.shape[1], dtype=values.dtype, device=values.device)
+            return dense.scatter_(0, self.flat, values).view(self.weight_shape)
+        return torch.sparse_coo_tensor(self.coo, values, self.shape, is_coalesced=True, check_invariants=False)
 
 
 class _SparseLinear(torch.autograd.Function):
@@ -159,19 +169,79 @@ def _sparse_forward(self: nn.Linear, x: Tensor) -> Tensor:
     return y.reshape(*x.shape[:-1], self.out_features)
 
 
-def make_sparse(layer: nn.Linear, mask: Tensor, sparse_grad: bool = False) -> None:
-    """Run `layer` on the survivors of `mask` from now on (its parameters unchanged); with `sparse_grad`, its weight
-    gradient is a survivor-sized sparse tensor, for a `SurvivorsStep` to hand to the optimizer."""
+Geometry = tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]]  # kernel, stride, pad, dilation
+
+
+def conv_refusal(conv: nn.Conv2d) -> str | None:
+    """Why `conv` cannot run on a sparse convolution kernel (None: it can)."""
+    if conv.groups != 1:
+        return f"groups={conv.groups} (a grouped or depthwise conv is not one matrix product)"
+    if isinstance(conv.padding, str):
+        return f"padding={conv.padding!r} (give the padding as numbers)"
+    if conv.padding_mode != "zeros":
+        return f"padding_mode={conv.padding_mode!r} (unfold pads with zeros only)"
+    return None
+
+
+def _geometry(conv: nn.Conv2d) -> Geometry:
+    return conv.kernel_size, conv.stride, conv.padding, conv.dilation
+
+
+def _out_size(h: int, w: int, geometry: Geometry) -> list[int]:
+    """A conv's output height and width (torch.nn.Conv2d's formula)."""
+    return [(s + 2 * p - d * (k - 1) - 1) // st + 1 for s, k, st, p, d in zip((h, w), *geometry)]
+
+
+class _SparseConv2d(torch.autograd.Function):
+    """conv2d(x, W, b) with W's survivors only (groups 1, zero padding): lottery's direct sparse convolution, its
+    input gradient and its weight gradient at the survivors (dense, zero elsewhere), all on the C kernels."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, pattern: Pattern,  # noqa: D102
+                geometry: Geometry) -> Tensor:
+        values, x = pattern.values_of(weight), x.contiguous()
+        y = kernels.sparse_conv2d(x, pattern.crow, pattern.col, values, None if bias is None else bias.contiguous(),
+                                  weight.shape[0], _out_size(*x.shape[2:], geometry), *geometry)
+        ctx.pattern, ctx.geometry, ctx.has_bias = pattern, geometry, bias is not None
+        ctx.x, ctx.values = x, values  # intermediates (x may be a contiguous copy): kept on ctx, as autograd allows
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y: Tensor):  # noqa: D102
+        pattern, need, gy = ctx.pattern, ctx.needs_input_grad, grad_y.contiguous()
+        grad_x, grad_w = kernels.sparse_conv2d_grads(ctx.x, gy, pattern.crow, pattern.col, ctx.values, *ctx.geometry,
+                                                     (need[0], need[1]))
+        grad_b = gy.sum((0, 2, 3)) if ctx.has_bias and need[2] else None
+        return grad_x, None if grad_w is None else pattern.gradient(grad_w), grad_b, None, None
+
+
+def _sparse_conv_forward(self: nn.Conv2d, x: Tensor) -> Tensor:
+    if not kernels.usable(x):  # no C kernel for this input (dtype, device): the masked weight, dense
+        return self._conv_forward(x, self.weight, self.bias)
+    if x.dim() == 3:  # unbatched
+        return _SparseConv2d.apply(x[None], self.weight, self.bias, self._lottery_pattern, _geometry(self))[0]
+    return _SparseConv2d.apply(x, self.weight, self.bias, self._lottery_pattern, _geometry(self))
+
+
+def make_sparse(layer: nn.Linear | nn.Conv2d, mask: Tensor, sparse_grad: bool = False) -> None:
+    """Run `layer` on the survivors of `mask` from now on (its parameters unchanged); with `sparse_grad`, a Linear
+    layer's weight gradient is a survivor-sized sparse tensor, for a `SurvivorsStep` to hand to the optimizer (a
+    Conv2d's stays dense). A Conv2d needs lottery's C kernels and `conv_refusal` to have no objection."""
+    conv = isinstance(layer, nn.Conv2d)
+    if conv and conv_refusal(layer) is not None:
+        raise ValueError(f"{layer} cannot run sparse: {conv_refusal(layer)}")
     _densify_grad(layer)
+    layer.__dict__.pop("_lottery_deciding", None)
     layer._lottery_pattern = Pattern(mask.to(layer.weight.device).bool(), sparse_grad)
-    layer.forward = types.MethodType(_sparse_forward, layer)
+    layer.forward = types.MethodType(_sparse_conv_forward if conv else _sparse_forward, layer)
 
 
-def make_dense(layer: nn.Linear) -> None:
+def make_dense(layer: nn.Linear | nn.Conv2d) -> None:
     """Undo `make_sparse`."""
     _densify_grad(layer)
     layer.__dict__.pop("forward", None)
     layer.__dict__.pop("_lottery_pattern", None)
+    layer.__dict__.pop("_lottery_deciding", None)
 
 
 def _densify_grad(layer: nn.Module) -> None:
@@ -265,16 +335,135 @@ def _pair(x: Tensor, weight: nn.Parameter, bias: nn.Parameter | None, mask: Tens
     return sorted(dense[1:])[repeats // 2], sorted(sparse[1:])[repeats // 2]
 
 
+CONV_DENSITIES = (0.02, 0.2, 0.5)  # where `conv_crossover` times the sparse path (its cost is near linear in them)
+CONV_BATCH = 16  # at most: both paths' costs grow with the batch about alike, and a conv pass is slow
+
+
+def conv_crossover(conv: nn.Conv2d, size: tuple[int, int, int], batch: int, device: torch.device | str = "cpu",
+                   input_grad: bool = True, repeats: int = 7) -> float:
+    """The density below which the sparse path (forward and both gradients, `input_grad`: with the input's) beats
+    masked dense by `MARGIN` for `conv`'s shape on `batch` inputs of `size` (C, H, W; timed at no more than
+    CONV_BATCH of them) on `device`, measured once and cached. The sparse path is timed at CONV_DENSITIES (in turn
+    with the dense one, medians), and where the line through those times first crosses MARGIN times the dense time
+    is returned (0: never; the densest of them when it wins at all: nothing beyond is measured)."""
+    batch = max(1, min(batch, CONV_BATCH))
+    key = ("conv", conv.in_channels, conv.out_channels, _geometry(conv), conv.bias is not None, tuple(size), batch,
+           str(device), kernels.name(), input_grad)
+    if key in _CROSSOVER_CACHE:
+        return _CROSSOVER_CACHE[key]
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, *size, generator=gen).to(device).requires_grad_(input_grad)
+    weight = nn.Parameter(torch.randn(conv.weight.shape, generator=gen).to(device))
+    bias = nn.Parameter(torch.randn(conv.out_channels, generator=gen).to(device)) if conv.bias is not None else None
+    geometry = _geometry(conv)
+    masks = [torch.rand(conv.weight.shape, generator=gen).to(device) < d for d in CONV_DENSITIES]
+    patterns = [Pattern(m) for m in masks]
+    for pattern in patterns:
+        pattern.keep(weight, pattern.values_of(weight))
+    masked = (weight * masks[0]).detach().requires_grad_()
+    keep = masks[0].to(weight.dtype)
+
+    def dense() -> None:
+        nn.functional.conv2d(x, masked, bias, geometry[1], geometry[2], geometry[3]).sum().backward()
+        masked.grad.mul_(keep)
+
+    passes = [dense, *(lambda p=p: _SparseConv2d.apply(x, weight, bias, p, geometry).sum().backward()
+                       for p in patterns)]
+    times = [[] for _ in passes]
+    for i in range(repeats + 1):
+        for t, one in zip(times, passes):
+            x.grad = masked.grad = weight.grad = None
+            if bias is not None:
+                bias.grad = None
+            start = time.perf_counter()
+            one()
+            if i:  # the first round warms up
+                t.append(time.perf_counter() - start)
+    dense_t, *sparse_t = (sorted(t)[repeats // 2] for t in times)
+    _CROSSOVER_CACHE[key] = found = crossing(MARGIN * dense_t, CONV_DENSITIES, sparse_t)
+    return found
+
+
+def crossing(goal: float, densities: Sequence[float], times: Sequence[float]) -> float:
+    """Where the line through (density, time) points, densest last, first rises to `goal` (3 decimals): 0 when the
+    sparsest is not below it, the densest density when none reaches it (nothing beyond is measured)."""
+    if times[0] >= goal:
+        return 0.0
+    for d0, t0, d1, t1 in zip(densities, times, densities[1:], times[1:]):
+        if t0 < goal <= t1:
+            return float(f"{d0 + (goal - t0) * (d1 - d0) / (t1 - t0):.3f}")
+    return float(densities[-1])
+
+
+def _deciding_conv_forward(self: nn.Conv2d, x: Tensor) -> Tensor:
+    """A conv under sparse_below="auto" whose input size was unknown: at its first forward with gradients on, its
+    crossover measured for this input, and the layer made sparse or left dense (said in `decisions`) before it
+    computes."""
+    if not torch.is_grad_enabled():  # e.g. validation first: no gradient would be timed as training takes them
+        return nn.Conv2d.forward(self, x)
+    mask, sparse_grad, batch = self.__dict__.pop("_lottery_deciding")
+    self.__dict__.pop("forward", None)
+    self._lottery_input = (tuple(x.shape[-3:]), bool(x.requires_grad))
+    self._lottery_decided = _conv_decision(self, mask, sparse_grad, "auto", batch)
+    return self.forward(x)
+
+
+def _conv_decision(conv: nn.Conv2d, mask: Tensor, sparse_grad: bool, below: float | str, batch: int) -> str:
+    """Make `conv` sparse or dense for `below` (auto: its measured crossover for the input it last saw); in words."""
+    density = float(mask.float().mean())
+    problem = conv_refusal(conv)
+    if problem is None and (kernels.library() is None or conv.weight.device.type != "cpu"
+                            or conv.weight.dtype != torch.float32):
+        problem = "a conv's sparse path runs on lottery's C kernels: float32 on CPU, with a C compiler"
+    if problem is not None:
+        make_dense(conv)
+        return f"dense ({problem})"
+    if below == "auto" and density >= CONV_DENSITIES[-1]:  # no crossover measured could be above it
+        make_dense(conv)
+        return f"dense (density {density:.4f} >= {CONV_DENSITIES[-1]:g}, the densest a conv's crossover measures)"
+    if below == "auto":
+        size, input_grad = conv._lottery_input
+        limit = conv_crossover(conv, size, batch, conv.weight.device, input_grad)
+        how = f"auto crossover at input {list(size)}"
+    else:
+        limit, how = float(below), "sparse_below"
+    if density < limit:
+        make_sparse(conv, mask, sparse_grad)
+        return f"sparse (density {density:.4f} < {limit:g}, {how})"
+    make_dense(conv)
+    return f"dense (density {density:.4f} >= {limit:g}, {how})"
+
+
+def decisions(model: nn.Module) -> dict[str, str]:
+    """What the convs that decided at their first forward (sparse_below="auto") chose since the last call."""
+    said = {}
+    for name, module in model.named_modules():
+        text = module.__dict__.pop("_lottery_decided", None)
+        if text is not None:
+            said[f"{name}.weight" if name else "weight"] = text
+    return said
+
+
 def apply_sparse(model: nn.Module, masks: Mapping[str, Tensor], below: float | str, batch: int,
                  sparse_grad: bool = False) -> dict[str, str]:
-    """Make each masked Linear layer of `model` sparse when its density is below `below` (a number, or "auto": the
-    measured crossover of its shape); dense otherwise. Returns, per layer, what it runs and why."""
+    """Make each masked Linear and Conv2d layer of `model` sparse when its density is below `below` (a number, or
+    "auto": the measured crossover of its shape); dense otherwise. Returns, per layer, what it runs and why. Under
+    "auto" a conv whose input size has not been seen decides at its first forward (see `decisions`)."""
     said = {}
     for name, module in model.named_modules():
         key = f"{name}.weight" if name else "weight"
-        if not isinstance(module, nn.Linear) or key not in masks:
+        if not isinstance(module, (nn.Linear, nn.Conv2d)) or key not in masks:
             continue
         mask = masks[key]
+        if isinstance(module, nn.Conv2d):
+            if below == "auto" and "_lottery_input" not in module.__dict__:
+                make_dense(module)
+                module._lottery_deciding = (mask, sparse_grad, batch)
+                module.forward = types.MethodType(_deciding_conv_forward, module)
+                said[key] = "decides at its first forward (auto: the crossover depends on the input's size)"
+            else:
+                said[key] = _conv_decision(module, mask, sparse_grad, below, batch)
+            continue
         density = float(mask.float().mean())
         limit = (crossover(tuple(mask.shape), batch, module.weight.device, sparse_grad=sparse_grad,
                            bias=module.bias is not None) if below == "auto" else float(below))

@@ -152,6 +152,8 @@ def library() -> ctypes.CDLL | None:
             lib.lottery_gather.argtypes = lib.lottery_scatter.argtypes = [i64, ptr, ptr, ptr]
             lib.lottery_csr_mv.argtypes = [ptr, ptr, ptr, i64]
             lib.lottery_sparse_conv2d.argtypes = [i64] * 15 + [ptr] * 6
+            lib.lottery_sparse_conv2d_grad_input.argtypes = [i64] * 15 + [ptr] * 5
+            lib.lottery_sparse_conv2d_grad_weight.argtypes = [i64] * 15 + [ptr] * 5
             lib.lottery_linear_forward.argtypes = [i64, i64, ptr, i64, i64, ptr, i64, i64, i64, ptr, ptr, ptr, ptr, ptr]
             lib.lottery_linear_backward.argtypes = [i64, i64, i64, ptr, i64, i64, i64, i64, ptr, ptr, ptr, ptr, ptr,
                                                     ptr, ptr, ptr, ptr, ptr]
@@ -271,6 +273,27 @@ def sparse_conv2d(x: Tensor, crow: Tensor, col: Tensor, values: Tensor, bias: Te
                                crow.data_ptr(), col.data_ptr(), values.data_ptr(),
                                None if bias is None else bias.data_ptr(), x.data_ptr(), out.data_ptr())
     return out
+
+
+def sparse_conv2d_grads(x: Tensor, grad_y: Tensor, crow: Tensor, col: Tensor, values: Tensor,
+                        kernel_size: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
+                        dilation: tuple[int, int], want: tuple[bool, bool]) -> tuple[Tensor | None, Tensor | None]:
+    """The gradients of `sparse_conv2d` that `want` asks for: (input [n, C, H, W], weight at the survivors in CSR
+    order), None for the other; x and grad_y contiguous float32."""
+    assert x.is_contiguous() and grad_y.is_contiguous() and values.is_contiguous()
+    n, c, h, w = x.shape
+    sizes = (n, c, h, w, grad_y.shape[1], grad_y.shape[2], grad_y.shape[3], *kernel_size, *stride, *padding,
+             *dilation)
+    gx = gw = None
+    if want[0]:
+        gx = torch.empty(n, c, h, w, dtype=torch.float32)
+        _lib.lottery_sparse_conv2d_grad_input(*sizes, crow.data_ptr(), col.data_ptr(), values.data_ptr(),
+                                              grad_y.data_ptr(), gx.data_ptr())
+    if want[1]:
+        gw = torch.empty(col.numel(), dtype=torch.float32)
+        _lib.lottery_sparse_conv2d_grad_weight(*sizes, crow.data_ptr(), col.data_ptr(), x.data_ptr(),
+                                               grad_y.data_ptr(), gw.data_ptr())
+    return gx, gw
 
 
 def csr_sampled(crow: Tensor, col: Tensor, gyt: Tensor, xt: Tensor) -> Tensor:

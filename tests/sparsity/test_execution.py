@@ -79,16 +79,22 @@ def test_crossover_times_the_path_a_run_takes(monkeypatch):
     from lottery.sparsity import execution
     from lottery.sparsity.execution import Pattern
 
-    seen, densified = [], []
-    real_pair, real_dense_of = execution._pair, Pattern.dense_of
+    seen, kinds = [], set()
+    real_pair, real_gradient = execution._pair, Pattern.gradient
     monkeypatch.setattr(execution, "_pair", lambda x, w, b, m, p, r: seen.append((b is not None, p.sparse_grad))
                         or real_pair(x, w, b, m, p, r))
-    monkeypatch.setattr(Pattern, "dense_of", lambda self, g: densified.append(1) or real_dense_of(self, g))
+
+    def gradient(self, values):
+        grad = real_gradient(self, values)
+        kinds.add(grad.is_sparse)
+        return grad
+
+    monkeypatch.setattr(Pattern, "gradient", gradient)
     crossover((12, 9), 5, repeats=1, sparse_grad=True, bias=True)
-    assert seen and set(seen) == {(True, True)} and not densified
-    seen.clear()
+    assert seen and set(seen) == {(True, True)} and kinds == {True}
+    seen.clear(), kinds.clear()
     crossover((12, 9), 5, repeats=1, sparse_grad=False, bias=False)
-    assert seen and set(seen) == {(False, False)} and densified
+    assert seen and set(seen) == {(False, False)} and kinds == {False}
     asked = []
     monkeypatch.setattr(execution, "crossover", lambda *a, **k: asked.append(k) or 0.5)
     model = nn.Sequential(nn.Linear(9, 12, bias=False), nn.Linear(12, 4))
