@@ -52,7 +52,7 @@ def benches(quick: bool, cuda: bool) -> list[Bench]:
         Bench("Pruner speed", ["benchmarks/pruner_speed.py"], r" = ",
               "100 SynFlow steps little more than 100 float64 fwd+bwd"),
         Bench("Ticket speed: sparse kernels against masked dense (LeNet-300-100, 15 IMP densities)",
-              ["benchmarks/ticket_speed.py", *(["--pairs", "3"] if quick else [])], r"^\s+1[45] |Linear 784",
+              ["benchmarks/ticket_speed.py", *(["--pairs", "3"] if quick else [])], r"^\s+1[45] |^\s+30 |Linear 784|conv crossover",
               "a <=5% ticket trains >= 2x faster per step; csr inference >= 2x at batch 1 and 60"),
         Bench("Sparse rounds end to end: the 15-round results config, masked dense / sparse_below=auto",
               ["benchmarks/sparse_rounds.py", *(["--quick", "--seeds", "0", "--out", "runs/sparse_rounds_quick"]

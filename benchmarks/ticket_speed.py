@@ -30,7 +30,8 @@ from torch import nn
 from lottery import export
 from lottery.sparsity import Masker
 from lottery.sparsity import kernels
-from lottery.sparsity.execution import Pattern, SurvivorsStep, apply_sparse, crossover, make_sparse
+from lottery.sparsity.execution import (Pattern, SurvivorsStep, apply_sparse, conv_crossover, crossover,
+                                        decisions, make_sparse)
 
 LAYERS = {"0.weight": 0.2, "2.weight": 0.2, "4.weight": 0.1}  # per-round prune fraction
 
@@ -139,8 +140,9 @@ def semi_structured_section(pairs: int) -> None:
 def conv_section(pairs: int) -> None:
     """Conv-2 (Frankle & Carbin's CIFAR-10 network: two 3x3 convs, then Linear 16384->256->256->10) at IMP rounds
     with their rates (convs 10%, hidden Linear 20%, output 10% per round): a training step at batch 60 with
-    sparse_below="auto" (its Linear layers below their crossover on CSR; convs stay dense), and inference with each
-    export format."""
+    sparse_below="auto" (every layer below its measured crossover on sparse kernels, convs included), the same with
+    the convs kept dense (what the conv path adds), and inference with each export format. Conv-2's steps take
+    ~0.1 s, so its pairs are single steps, alternating."""
     from lottery.models import build
 
     torch.manual_seed(0)
@@ -150,13 +152,21 @@ def conv_section(pairs: int) -> None:
     x60, y60, x1 = (t.to(DEVICE) for t in (torch.randn(60, 3, 32, 32), torch.randint(0, 10, (60,)),
                                             torch.randn(1, 3, 32, 32)))
     print(f"Conv-2 (CIFAR-10 shapes), {pairs} adjacent pairs per figure; ratio = masked dense time / the other")
-    print("round  density  train fused, auto  csr b1  csr b1 per-layer  csr b60  compact b1  compact b60")
-    for round in (0, 10, 20):
+    print("round  density  convs    train fused, auto  convs dense  csr b1  csr b1 per-layer  csr b60  compact b1  "
+          "compact b60  (convs: what auto chose for features.0, features.2)")
+    for round in (0, 10, 20, 30):
         masks = ticket(base, round, layers)
         density = sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
-        dense, auto = masked_copy(base, masks), masked_copy(base, masks)
+        conv_density = masks["features.2.weight"].float().mean().item()
+        dense, auto, linear = masked_copy(base, masks), masked_copy(base, masks), masked_copy(base, masks)
         apply_sparse(auto, masks, "auto", 60, sparse_grad=True)
+        apply_sparse(linear, {n: m for n, m in masks.items() if not n.startswith("features")}, "auto", 60,
+                     sparse_grad=True)
+        train_step(auto, masks, x60, y60, True)()  # the convs decide at their first forward (their input size)
+        chose = decisions(auto)
         train = median_ratio(train_step(dense, masks, x60, y60, True), train_step(auto, masks, x60, y60, True), pairs)
+        train_linear = median_ratio(train_step(dense, masks, x60, y60, True),
+                                    train_step(linear, masks, x60, y60, True), pairs)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # export's notes on layers it keeps dense
             formats = {"csr": export(base, masks, to="csr"), "compact": export(base, masks, to="compact"),
@@ -164,8 +174,14 @@ def conv_section(pairs: int) -> None:
         with torch.no_grad():
             r = {(f, b): median_ratio(lambda x=x: dense(x), lambda m=m, x=x: m(x), pairs)
                  for f, m in formats.items() for b, x in ((1, x1), (60, x60)) if not (f == "chosen" and b == 60)}
-        print(f"{round:5d}  {100 * density:6.2f}%  {train:16.2f}x  {r['csr', 1]:5.2f}x  {r['chosen', 1]:15.2f}x  "
-              f"{r['csr', 60]:6.2f}x  {r['compact', 1]:9.2f}x  {r['compact', 60]:10.2f}x")
+        said = ", ".join(chose.get(f"features.{i}.weight", "?").split(" (")[0] for i in (0, 2))
+        print(f"{round:5d}  {100 * density:6.2f}%  {100 * conv_density:5.2f}%  {train:16.2f}x  {train_linear:10.2f}x  "
+              f"{r['csr', 1]:5.2f}x  {r['chosen', 1]:15.2f}x  {r['csr', 60]:6.2f}x  {r['compact', 1]:9.2f}x  "
+              f"{r['compact', 60]:10.2f}x  ({said})")
+    conv = base.features[2]
+    print(f"  conv crossover (64->64, 3x3, input [64, 32, 32], batch 60): "
+          f"{conv_crossover(conv, (64, 32, 32), 60, DEVICE):.3f}; first conv (3->64, no input gradient): "
+          f"{conv_crossover(base.features[0], (3, 32, 32), 60, DEVICE, input_grad=False):.3f}")
 
 
 def kernel_section(base: nn.Module, x: torch.Tensor, runs: int) -> None:

@@ -180,3 +180,27 @@ def test_auto_convs_are_logged_once_decided(tmp_path, caplog, monkeypatch):
     assert "net.1.weight: decides at its first forward" in caplog.text
     assert "net.3.weight: sparse (density 0.4259 < 1, auto crossover at input [6, 4, 5])" in caplog.text
     assert "net.1.weight: dense (density 0.7593 >= 0.5, the densest a conv's crossover measures)" in caplog.text
+
+
+def test_a_resumed_run_with_sparse_convs_is_bit_identical(tmp_path):
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    from helpers import Kill
+
+    def attempt(folder, kill=None, resume=False):
+        pl.seed_everything(0)
+        cb = LotteryTicket(rounds=2, epochs_per_round=1, prune_fraction=0.6, sparse_below=0.5,
+                           dirpath=str(folder / "t"))
+        ckpt = ModelCheckpoint(dirpath=folder / "ckpt", save_last=True, save_on_train_epoch_end=True)
+        module = ConvModule()
+        trainer(folder, [cb, ckpt, *([Kill(kill)] if kill else [])]).fit(
+            module, ckpt_path=str(folder / "ckpt" / "last.ckpt") if resume else None)
+        return module
+
+    ref = attempt(tmp_path / "ref")
+    with pytest.raises(SystemExit):
+        attempt(tmp_path / "run", kill=15)  # in round 2, its second conv sparse since round 1
+    module = attempt(tmp_path / "run", resume=True)
+    assert is_sparse(module.net[3])
+    for (n, a), b in zip(ref.state_dict().items(), module.state_dict().values()):
+        assert torch.equal(a, b), n
