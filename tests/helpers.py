@@ -101,3 +101,36 @@ class Kill(pl.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if trainer.global_step == self.step:
             raise KeyboardInterrupt
+
+
+def killed_and_resumed(tmp_path, make_module, kill: int, **ticket):
+    """A LotteryTicket run to its end, and the same run killed at global step `kill` and resumed from its last
+    epoch-end checkpoint: (uninterrupted module, resumed module)."""
+    import pytest
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    from lottery import LotteryTicket
+
+    def attempt(folder, kill=None, resume=False):
+        pl.seed_everything(0)
+        cb = LotteryTicket(dirpath=str(folder / "t"), **ticket)
+        ckpt = ModelCheckpoint(dirpath=folder / "ckpt", save_last=True, save_on_train_epoch_end=True)
+        module = make_module()
+        trainer(folder, [cb, ckpt, *([Kill(kill)] if kill else [])]).fit(
+            module, ckpt_path=str(folder / "ckpt" / "last.ckpt") if resume else None)
+        return module
+
+    ref = attempt(tmp_path / "ref")
+    with pytest.raises(SystemExit):
+        attempt(tmp_path / "run", kill=kill)
+    return ref, attempt(tmp_path / "run", resume=True)
+
+
+def two_round_run(tmp_path, module, **ticket):
+    """`module` trained by a 2-round LotteryTicket (one epoch a round, 60% pruned): (callback, module). Seed before
+    making the module."""
+    from lottery import LotteryTicket
+
+    cb = LotteryTicket(rounds=2, epochs_per_round=1, prune_fraction=0.6, dirpath=str(tmp_path / "t"), **ticket)
+    trainer(tmp_path, [cb]).fit(module)
+    return cb, module

@@ -5,7 +5,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from helpers import MLP, Module, trainer
+from helpers import MLP, Module, trainer, two_round_run
 from lottery import LotteryTicket
 from lottery.sparsity import kernels
 from lottery.sparsity.execution import apply_sparse, crossover, is_sparse, make_dense, make_sparse
@@ -123,11 +123,8 @@ def test_crossover_wants_a_win_measured_twice(monkeypatch):
 
 
 def run(tmp_path, **kw):
-    pl.seed_everything(0)
-    cb = LotteryTicket(rounds=2, epochs_per_round=1, prune_fraction=0.6, dirpath=str(tmp_path / "t"), **kw)
-    module = Module(scheduler=None)
-    trainer(tmp_path, [cb]).fit(module)
-    return cb, module
+    pl.seed_everything(0)  # before the module is made: its initial weights
+    return two_round_run(tmp_path, Module(scheduler=None), **kw)
 
 
 def test_training_on_sparse_kernels_matches_masked_dense_training(tmp_path, caplog):
@@ -149,24 +146,11 @@ def test_bad_sparse_below_is_refused():
 
 
 def test_a_resumed_sparse_run_is_bit_identical(tmp_path):
-    from pytorch_lightning.callbacks import ModelCheckpoint
+    from helpers import killed_and_resumed
 
-    from helpers import Kill
-
-    def attempt(folder, kill=None, resume=False):
-        pl.seed_everything(0)
-        cb = LotteryTicket(rounds=2, epochs_per_round=1, prune_fraction=0.6, sparse_below=0.5,
-                           dirpath=str(folder / "t"))
-        ckpt = ModelCheckpoint(dirpath=folder / "ckpt", save_last=True, save_on_train_epoch_end=True)
-        module = Module(scheduler=None)
-        trainer(folder, [cb, ckpt, *([Kill(kill)] if kill else [])]).fit(
-            module, ckpt_path=str(folder / "ckpt" / "last.ckpt") if resume else None)
-        return module
-
-    ref = attempt(tmp_path / "ref")
-    with pytest.raises(SystemExit):
-        attempt(tmp_path / "run", kill=15)  # in round 2, on sparse kernels since round 1
-    module = attempt(tmp_path / "run", resume=True)
+    # killed in round 2, on sparse kernels since round 1
+    ref, module = killed_and_resumed(tmp_path, lambda: Module(scheduler=None), 15, rounds=2, epochs_per_round=1,
+                                     prune_fraction=0.6, sparse_below=0.5)
     assert is_sparse(module.net.fc2)
     for (n, a), b in zip(ref.state_dict().items(), module.state_dict().values()):
         assert torch.equal(a, b), n

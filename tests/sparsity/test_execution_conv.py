@@ -8,8 +8,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from helpers import Module, trainer
-from lottery import LotteryTicket
+from helpers import Module, two_round_run
 from lottery.sparsity import Masker, kernels
 from lottery.sparsity import execution
 from lottery.sparsity.execution import (SurvivorsStep, apply_sparse, crossing, decisions, is_sparse, make_dense,
@@ -154,11 +153,8 @@ class ConvModule(Module):
 
 
 def run(tmp_path, **kw):
-    pl.seed_everything(0)
-    cb = LotteryTicket(rounds=2, epochs_per_round=1, prune_fraction=0.6, dirpath=str(tmp_path / "t"), **kw)
-    module = ConvModule()
-    trainer(tmp_path, [cb]).fit(module)
-    return cb, module
+    pl.seed_everything(0)  # before the module is made: its initial weights
+    return two_round_run(tmp_path, ConvModule(), **kw)
 
 
 def test_training_convs_on_sparse_kernels_matches_masked_dense_training(tmp_path, caplog):
@@ -183,24 +179,11 @@ def test_auto_convs_are_logged_once_decided(tmp_path, caplog, monkeypatch):
 
 
 def test_a_resumed_run_with_sparse_convs_is_bit_identical(tmp_path):
-    from pytorch_lightning.callbacks import ModelCheckpoint
+    from helpers import killed_and_resumed
 
-    from helpers import Kill
-
-    def attempt(folder, kill=None, resume=False):
-        pl.seed_everything(0)
-        cb = LotteryTicket(rounds=2, epochs_per_round=1, prune_fraction=0.6, sparse_below=0.5,
-                           dirpath=str(folder / "t"))
-        ckpt = ModelCheckpoint(dirpath=folder / "ckpt", save_last=True, save_on_train_epoch_end=True)
-        module = ConvModule()
-        trainer(folder, [cb, ckpt, *([Kill(kill)] if kill else [])]).fit(
-            module, ckpt_path=str(folder / "ckpt" / "last.ckpt") if resume else None)
-        return module
-
-    ref = attempt(tmp_path / "ref")
-    with pytest.raises(SystemExit):
-        attempt(tmp_path / "run", kill=15)  # in round 2, its second conv sparse since round 1
-    module = attempt(tmp_path / "run", resume=True)
+    # killed in round 2, its second conv sparse since round 1
+    ref, module = killed_and_resumed(tmp_path, ConvModule, 15, rounds=2, epochs_per_round=1, prune_fraction=0.6,
+                                     sparse_below=0.5)
     assert is_sparse(module.net[3])
     for (n, a), b in zip(ref.state_dict().items(), module.state_dict().values()):
         assert torch.equal(a, b), n
