@@ -216,7 +216,7 @@ class _SparseConv2d(torch.autograd.Function):
 
 
 def _sparse_conv_forward(self: nn.Conv2d, x: Tensor) -> Tensor:
-    if not kernels.usable(x):  # no C kernel for this input (dtype, device): the masked weight, dense
+    if not kernels.usable(x, self.weight):  # no C kernel for these (dtype, device): the masked weight, dense
         return self._conv_forward(x, self.weight, self.bias)
     if x.dim() == 3:  # unbatched
         return _SparseConv2d.apply(x[None], self.weight, self.bias, self._lottery_pattern, _geometry(self))[0]
@@ -474,6 +474,9 @@ def apply_sparse(model: nn.Module, masks: Mapping[str, Tensor], below: float | s
         else:
             make_dense(module)
             said[key] = f"dense (density {density:.4f} >= {limit:g}, {how})"
+    for key in masks:
+        if key not in said:  # e.g. a Conv1d's weight, attention's in_proj_weight, an embedding
+            said[key] = "dense (only the weights of Linear and Conv2d layers have a sparse path)"
     return said
 
 

@@ -101,6 +101,20 @@ def test_a_conv_the_kernels_cannot_run_stays_dense_and_says_why():
     assert said["0.weight"].startswith("dense (a conv's sparse path runs on lottery's C kernels")
     with pytest.raises(ValueError, match="groups=2"):
         make_sparse(model[0], masks["0.weight"])
+    other = nn.Sequential(nn.Conv1d(4, 4, 3), nn.Embedding(10, 4))
+    said = apply_sparse(other, {"0.weight": torch.rand(4, 4, 3) < 0.1, "1.weight": torch.rand(10, 4) < 0.1}, 0.5, 8)
+    assert said == {n: "dense (only the weights of Linear and Conv2d layers have a sparse path)"
+                    for n in ("0.weight", "1.weight")}
+
+
+def test_a_float64_conv_made_sparse_computes_as_torch_does():
+    layer, mask = masked_conv(GEOMETRIES[0])
+    make_sparse(layer, mask)
+    layer.double()  # after it was made sparse: lottery's kernels read float32 only
+    x = torch.randn(2, 3, 9, 11, dtype=torch.float64)
+    torch.testing.assert_close(layer(x), nn.Conv2d.forward(layer, x))
+    with pytest.raises(RuntimeError, match="type"):  # torch's own refusal, not float64 read as float32
+        layer(x.float())
 
 
 def test_auto_conv_decides_at_its_first_forward_with_gradients(monkeypatch):
