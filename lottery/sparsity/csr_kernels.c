@@ -232,6 +232,19 @@ static inline float lottery_acc_sum(lottery_acc acc) {
     _mm256_storeu_ps(p, acc);
     return ((p[0] + p[4]) + (p[2] + p[6])) + ((p[1] + p[5]) + (p[3] + p[7]));
 }
+/* a . b over n floats with four independent chains (one FMA chain waits ~4 cycles a step), in a fixed order */
+static inline float lottery_dot_long(const float *a, const float *b, int64_t n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+        s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), s2);
+        s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), s3);
+    }
+    s0 = lottery_dot(a + i, b + i, n - i, s0);
+    return lottery_acc_sum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+}
 #else
 static inline void lottery_axpy(float *dst, const float *src, float v, int64_t n) {
     for (int64_t i = 0; i < n; i++) dst[i] += v * src[i];
@@ -245,7 +258,119 @@ static inline lottery_acc lottery_dot(const float *a, const float *b, int64_t n,
 static inline float lottery_acc_sum(lottery_acc acc) {
     return ((acc.p[0] + acc.p[4]) + (acc.p[2] + acc.p[6])) + ((acc.p[1] + acc.p[5]) + (acc.p[3] + acc.p[7]));
 }
+static inline float lottery_dot_long(const float *a, const float *b, int64_t n) {
+    return lottery_acc_sum(lottery_dot(a, b, n, lottery_acc_zero()));
+}
 #endif
+
+/* Stride-1 convolutions on zero-padded input planes (Hp x Wp): output position (oy, ox) reads padded position
+   (oy + ky*dy, ox + kx*dx), so with the output kept in the padded row pitch Wp each survivor is ONE contiguous
+   axpy (or dot product) of L = (OH-1)*Wp + OW floats at offset off = c*Hp*Wp + ky*dy*Wp + kx*dx, instead of OH
+   row-sized ones with their bounds: on Conv-2's 64->64 3x3 conv the row-by-row kernels spent most of their time
+   between rows. The Wp - OW columns past each output row are scratch (computed and dropped; zero where read).
+   These return nonzero where their scratch memory could not be had (the caller then goes row by row). */
+static int64_t *conv_offsets(int64_t O, int64_t Hp, int64_t Wp, int64_t kh, int64_t kw, int64_t dy, int64_t dx,
+                             const int64_t *crow, const int64_t *col) {
+    int64_t *off = malloc((crow[O] + 1) * sizeof(int64_t));
+    if (off)
+        for (int64_t k = 0; k < crow[O]; k++) {
+            const int64_t c = col[k] / (kh * kw), ky = col[k] / kw % kh, kx = col[k] % kw;
+            off[k] = c * Hp * Wp + ky * dy * Wp + kx * dx;
+        }
+    return off;
+}
+
+/* x[b]'s C planes into xp with py rows and px columns of zeros around each */
+static void conv_pad(const float *x, int64_t C, int64_t H, int64_t W, int64_t py, int64_t px, float *xp) {
+    const int64_t Hp = H + 2 * py, Wp = W + 2 * px;
+    memset(xp, 0, C * Hp * Wp * sizeof(float));
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t i = 0; i < H; i++)
+            memcpy(xp + (c * Hp + i + py) * Wp + px, x + (c * H + i) * W, W * sizeof(float));
+}
+
+/* gy's plane [OH, OW] in the padded pitch Wp, the columns past OW zero */
+static void conv_pitch(const float *g, int64_t OH, int64_t OW, int64_t Wp, float *gp) {
+    for (int64_t i = 0; i < OH; i++) {
+        memcpy(gp + i * Wp, g + i * OW, OW * sizeof(float));
+        memset(gp + i * Wp + OW, 0, (Wp - OW) * sizeof(float));
+    }
+}
+
+static int conv_s1_forward(int64_t n, int64_t C, int64_t H, int64_t W, int64_t O, int64_t OH, int64_t OW,
+                           int64_t kh, int64_t kw, int64_t py, int64_t px, int64_t dy, int64_t dx,
+                           const int64_t *crow, const int64_t *col, const float *vals, const float *bias,
+                           const float *x, float *y) {
+    const int64_t Hp = H + 2 * py, Wp = W + 2 * px, L = (OH - 1) * Wp + OW;
+    int64_t *off = conv_offsets(O, Hp, Wp, kh, kw, dy, dx, crow, col);
+    float *xp = malloc((C * Hp * Wp + 1) * sizeof(float)), *acc = malloc((OH * Wp + 1) * sizeof(float));
+    if (!off || !xp || !acc) {
+        free(off), free(xp), free(acc);
+        return 1;
+    }
+    for (int64_t b = 0; b < n; b++) {
+        conv_pad(x + b * C * H * W, C, H, W, py, px, xp);
+        for (int64_t o = 0; o < O; o++) {
+            const float start = bias ? bias[o] : 0.0f;
+            for (int64_t i = 0; i < L; i++) acc[i] = start;
+            for (int64_t k = crow[o]; k < crow[o + 1]; k++) lottery_axpy(acc, xp + off[k], vals[k], L);
+            float *out = y + (b * O + o) * OH * OW;
+            for (int64_t i = 0; i < OH; i++) memcpy(out + i * OW, acc + i * Wp, OW * sizeof(float));
+        }
+    }
+    free(off), free(xp), free(acc);
+    return 0;
+}
+
+static int conv_s1_grad_input(int64_t n, int64_t C, int64_t H, int64_t W, int64_t O, int64_t OH, int64_t OW,
+                              int64_t kh, int64_t kw, int64_t py, int64_t px, int64_t dy, int64_t dx,
+                              const int64_t *crow, const int64_t *col, const float *vals, const float *gy,
+                              float *gx) {
+    const int64_t Hp = H + 2 * py, Wp = W + 2 * px, L = (OH - 1) * Wp + OW;
+    int64_t *off = conv_offsets(O, Hp, Wp, kh, kw, dy, dx, crow, col);
+    float *gxp = malloc((C * Hp * Wp + 1) * sizeof(float)), *gp = malloc((OH * Wp + 1) * sizeof(float));
+    if (!off || !gxp || !gp) {
+        free(off), free(gxp), free(gp);
+        return 1;
+    }
+    for (int64_t b = 0; b < n; b++) {
+        memset(gxp, 0, C * Hp * Wp * sizeof(float));
+        for (int64_t o = 0; o < O; o++) {
+            if (crow[o] == crow[o + 1]) continue;
+            conv_pitch(gy + (b * O + o) * OH * OW, OH, OW, Wp, gp);
+            for (int64_t k = crow[o]; k < crow[o + 1]; k++) lottery_axpy(gxp + off[k], gp, vals[k], L);
+        }
+        for (int64_t c = 0; c < C; c++)  /* the padding's gradient is dropped */
+            for (int64_t i = 0; i < H; i++)
+                memcpy(gx + ((b * C + c) * H + i) * W, gxp + (c * Hp + i + py) * Wp + px, W * sizeof(float));
+    }
+    free(off), free(gxp), free(gp);
+    return 0;
+}
+
+static int conv_s1_grad_weight(int64_t n, int64_t C, int64_t H, int64_t W, int64_t O, int64_t OH, int64_t OW,
+                               int64_t kh, int64_t kw, int64_t py, int64_t px, int64_t dy, int64_t dx,
+                               const int64_t *crow, const int64_t *col, const float *x, const float *gy,
+                               float *gw) {
+    const int64_t Hp = H + 2 * py, Wp = W + 2 * px, L = (OH - 1) * Wp + OW;
+    int64_t *off = conv_offsets(O, Hp, Wp, kh, kw, dy, dx, crow, col);
+    float *xp = malloc((C * Hp * Wp + 1) * sizeof(float)), *gp = malloc((OH * Wp + 1) * sizeof(float));
+    if (!off || !xp || !gp) {
+        free(off), free(xp), free(gp);
+        return 1;
+    }
+    memset(gw, 0, crow[O] * sizeof(float));
+    for (int64_t b = 0; b < n; b++) {
+        conv_pad(x + b * C * H * W, C, H, W, py, px, xp);
+        for (int64_t o = 0; o < O; o++) {
+            if (crow[o] == crow[o + 1]) continue;
+            conv_pitch(gy + (b * O + o) * OH * OW, OH, OW, Wp, gp);
+            for (int64_t k = crow[o]; k < crow[o + 1]; k++) gw[k] += lottery_dot_long(gp, xp + off[k], L);
+        }
+    }
+    free(off), free(xp), free(gp);
+    return 0;
+}
 
 /* A direct sparse convolution (groups 1, zero padding), with no unfolded copy of the input: for each survivor
    (o, c, ky, kx) of a CSR weight [O, C*kh*kw] (columns in unfold's (c, ky, kx) order), its value times the input
@@ -255,6 +380,9 @@ void lottery_sparse_conv2d(int64_t n, int64_t C, int64_t H, int64_t W, int64_t O
                            int64_t kh, int64_t kw, int64_t sy, int64_t sx, int64_t py, int64_t px, int64_t dy,
                            int64_t dx, const int64_t *crow, const int64_t *col, const float *vals, const float *bias,
                            const float *x, float *y) {
+    if (sy == 1 && sx == 1 && OH > 0 && OW > 0 &&
+        !conv_s1_forward(n, C, H, W, O, OH, OW, kh, kw, py, px, dy, dx, crow, col, vals, bias, x, y))
+        return;
     for (int64_t b = 0; b < n; b++)
         for (int64_t o = 0; o < O; o++) {
             float *out = y + (b * O + o) * OH * OW;
@@ -288,6 +416,9 @@ void lottery_sparse_conv2d_grad_input(int64_t n, int64_t C, int64_t H, int64_t W
                                       int64_t kh, int64_t kw, int64_t sy, int64_t sx, int64_t py, int64_t px,
                                       int64_t dy, int64_t dx, const int64_t *crow, const int64_t *col,
                                       const float *vals, const float *gy, float *gx) {
+    if (sy == 1 && sx == 1 && OH > 0 && OW > 0 &&
+        !conv_s1_grad_input(n, C, H, W, O, OH, OW, kh, kw, py, px, dy, dx, crow, col, vals, gy, gx))
+        return;
     memset(gx, 0, n * C * H * W * sizeof(float));
     for (int64_t b = 0; b < n; b++)
         for (int64_t o = 0; o < O; o++) {
@@ -320,6 +451,9 @@ void lottery_sparse_conv2d_grad_weight(int64_t n, int64_t C, int64_t H, int64_t 
                                        int64_t OW, int64_t kh, int64_t kw, int64_t sy, int64_t sx, int64_t py,
                                        int64_t px, int64_t dy, int64_t dx, const int64_t *crow, const int64_t *col,
                                        const float *x, const float *gy, float *gw) {
+    if (sy == 1 && sx == 1 && OH > 0 && OW > 0 &&
+        !conv_s1_grad_weight(n, C, H, W, O, OH, OW, kh, kw, py, px, dy, dx, crow, col, x, gy, gw))
+        return;
     memset(gw, 0, crow[O] * sizeof(float));
     for (int64_t b = 0; b < n; b++)
         for (int64_t o = 0; o < O; o++) {

@@ -17,8 +17,10 @@ from lottery.sparsity.execution import (SurvivorsStep, apply_sparse, crossing, d
 pytestmark = pytest.mark.skipif(kernels.library() is None, reason="no C compiler here: a conv's sparse path needs "
                                 "lottery's C kernels")
 
-GEOMETRIES = [  # in, out, kernel, stride, padding, dilation, input H x W
+GEOMETRIES = [  # in, out, kernel, stride, padding, dilation, input H x W (stride 1: on padded planes; else by rows)
     (3, 8, 3, 1, 1, 1, (9, 11)),
+    (3, 4, (3, 2), 1, (2, 1), (2, 1), (10, 9)),
+    (2, 3, 3, 1, 0, 1, (5, 6)),
     (4, 5, (3, 2), (2, 1), (1, 0), (1, 2), (12, 13)),
     (2, 3, 5, 3, 2, 1, (17, 16)),
     (6, 7, 1, 1, 0, 1, (8, 8)),
