@@ -228,7 +228,7 @@ class LotteryTicket(Callback):
         self._hooks: list[Any] = []
         self._steps: list[SurvivorsStep] = []  # survivors-only optimizer steps of the sparse layers
         self._said: dict[str, str] | None = None  # what the layers run on (sparse or dense), as last logged
-        self._deciding = False  # some conv decides at its next forward (sparse_below="auto")
+        self._deciding: set[str] = set()  # convs that decide at their next forward (sparse_below="auto")
         self._rng_to_restore: dict[str, Any] | None = None
         unused = dict.fromkeys(hooks.UNUSED_BATCH_HOOKS, Callback)
         if epochs_per_round == 0:  # it only takes round 0's rewind snapshot
@@ -382,13 +382,14 @@ class LotteryTicket(Callback):
         said = apply_sparse(pl_module, masks, self.sparse_below, batch, sparse_grad=pl_module.trainer.world_size == 1)
         for step in self._steps:
             step.refresh()
-        self._deciding = any(how.startswith("decides") for how in said.values())
+        self._deciding = {n for n, how in said.items() if how.startswith("decides")}
         self._say(pl_module, said)
 
     def _log_decisions(self, pl_module: pl.LightningModule) -> None:
-        """What the convs deciding at their first forward chose: the optimizers' steps and the log told."""
-        self._deciding = False
-        decided = decisions(pl_module)
+        """What the convs deciding at their first forward chose: the optimizers' steps and the log told (a conv that
+        no forward reached yet stays pending)."""
+        decided = decisions(pl_module, self._deciding)
+        self._deciding -= decided.keys()
         if decided:
             for step in self._steps:
                 step.refresh()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 import types
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -337,16 +337,17 @@ def _pair(x: Tensor, weight: nn.Parameter, bias: nn.Parameter | None, mask: Tens
 
 CONV_DENSITIES = (0.02, 0.2, 0.5)  # where `conv_crossover` times the sparse path (its cost is near linear in them)
 CONV_BATCH = 16  # at most: both paths' costs grow with the batch about alike, and a conv pass is slow
+CONV_ELEMENTS = 1 << 21  # and at most this many input values (an ImageNet-sized input is timed one at a time)
 
 
 def conv_crossover(conv: nn.Conv2d, size: tuple[int, int, int], batch: int, device: torch.device | str = "cpu",
                    input_grad: bool = True, repeats: int = 7) -> float:
     """The density below which the sparse path (forward and both gradients, `input_grad`: with the input's) beats
     masked dense by `MARGIN` for `conv`'s shape on `batch` inputs of `size` (C, H, W; timed at no more than
-    CONV_BATCH of them) on `device`, measured once and cached. The sparse path is timed at CONV_DENSITIES (in turn
+    CONV_BATCH of them, nor more than CONV_ELEMENTS values) on `device`, measured once and cached. The sparse path is timed at CONV_DENSITIES (in turn
     with the dense one, medians), and where the line through those times first crosses MARGIN times the dense time
     is returned (0: never; the densest of them when it wins at all: nothing beyond is measured)."""
-    batch = max(1, min(batch, CONV_BATCH))
+    batch = max(1, min(batch, CONV_BATCH, CONV_ELEMENTS // max(1, size[0] * size[1] * size[2])))
     key = ("conv", conv.in_channels, conv.out_channels, _geometry(conv), conv.bias is not None, tuple(size), batch,
            str(device), kernels.name(), input_grad)
     if key in _CROSSOVER_CACHE:
@@ -408,13 +409,19 @@ def _deciding_conv_forward(self: nn.Conv2d, x: Tensor) -> Tensor:
     return self.forward(x)
 
 
-def _conv_decision(conv: nn.Conv2d, mask: Tensor, sparse_grad: bool, below: float | str, batch: int) -> str:
-    """Make `conv` sparse or dense for `below` (auto: its measured crossover for the input it last saw); in words."""
-    density = float(mask.float().mean())
+def _conv_problem(conv: nn.Conv2d) -> str | None:
+    """Why `conv` cannot train on the sparse path here (None: it can)."""
     problem = conv_refusal(conv)
     if problem is None and (kernels.library() is None or conv.weight.device.type != "cpu"
                             or conv.weight.dtype != torch.float32):
         problem = "a conv's sparse path runs on lottery's C kernels: float32 on CPU, with a C compiler"
+    return problem
+
+
+def _conv_decision(conv: nn.Conv2d, mask: Tensor, sparse_grad: bool, below: float | str, batch: int) -> str:
+    """Make `conv` sparse or dense for `below` (auto: its measured crossover for the input it last saw); in words."""
+    density = float(mask.float().mean())
+    problem = _conv_problem(conv)
     if problem is not None:
         make_dense(conv)
         return f"dense ({problem})"
@@ -434,10 +441,13 @@ def _conv_decision(conv: nn.Conv2d, mask: Tensor, sparse_grad: bool, below: floa
     return f"dense (density {density:.4f} >= {limit:g}, {how})"
 
 
-def decisions(model: nn.Module) -> dict[str, str]:
-    """What the convs that decided at their first forward (sparse_below="auto") chose since the last call."""
+def decisions(model: nn.Module, names: Iterable[str] | None = None) -> dict[str, str]:
+    """What the convs that decided at their first forward (sparse_below="auto") chose since the last call: of every
+    module, or only of these weights' (names as `apply_sparse` gives them)."""
+    modules = (model.named_modules() if names is None else
+               ((n.rpartition(".")[0], model.get_submodule(n.rpartition(".")[0])) for n in names))
     said = {}
-    for name, module in model.named_modules():
+    for name, module in modules:
         text = module.__dict__.pop("_lottery_decided", None)
         if text is not None:
             said[f"{name}.weight" if name else "weight"] = text
@@ -456,7 +466,7 @@ def apply_sparse(model: nn.Module, masks: Mapping[str, Tensor], below: float | s
             continue
         mask = masks[key]
         if isinstance(module, nn.Conv2d):
-            if below == "auto" and "_lottery_input" not in module.__dict__:
+            if below == "auto" and "_lottery_input" not in module.__dict__ and _conv_problem(module) is None:
                 make_dense(module)
                 module._lottery_deciding = (mask, sparse_grad, batch)
                 module.forward = types.MethodType(_deciding_conv_forward, module)

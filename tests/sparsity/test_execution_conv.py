@@ -203,3 +203,32 @@ def test_a_resumed_run_with_sparse_convs_is_bit_identical(tmp_path):
     assert is_sparse(module.net[3])
     for (n, a), b in zip(ref.state_dict().items(), module.state_dict().values()):
         assert torch.equal(a, b), n
+
+
+def test_a_refused_conv_under_auto_is_said_at_once_and_large_inputs_are_timed_few_at_a_time(monkeypatch):
+    said = apply_sparse(nn.Sequential(nn.Conv2d(4, 4, 3, groups=2)), {"0.weight": torch.rand(4, 2, 3, 3) < 0.1},
+                        "auto", 8)
+    assert said["0.weight"].startswith("dense (groups=2")  # no forward to wait for
+    monkeypatch.setattr(execution, "CONV_ELEMENTS", 2 * 5 * 5 * 3)  # room for 3 inputs of [2, 5, 5]
+    execution.conv_crossover(nn.Conv2d(2, 3, 3, padding=1), (2, 5, 5), 60, repeats=1)
+    batches = {key[6] for key in execution._CROSSOVER_CACHE if key[0] == "conv" and key[5] == (2, 5, 5)}
+    assert 3 in batches
+
+
+class LateConvModule(ConvModule):
+    """Its second conv takes part from the third step on (a branch the first forwards do not take)."""
+
+    def forward(self, x):
+        net = self.net
+        h = net[2](net[1](net[0](x)))
+        if self.training and self.global_step < 2:
+            return net[6](net[5](torch.cat([h, h[:, :2]], 1)[:, :4]))  # 4 channels, as the second conv gives
+        return net[6](net[5](net[4](net[3](h))))
+
+
+def test_a_conv_no_forward_reached_yet_is_logged_once_it_decides(tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(execution, "conv_crossover", lambda *a: 1.0)
+    pl.seed_everything(0)
+    with caplog.at_level("INFO"):
+        two_round_run(tmp_path, LateConvModule(), sparse_below="auto")
+    assert "net.3.weight: dense (density 1.0000 >= 0.5, the densest a conv's crossover measures)" in caplog.text
