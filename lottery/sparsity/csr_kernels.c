@@ -269,16 +269,30 @@ static inline float lottery_dot_long(const float *a, const float *b, int64_t n) 
    row-sized ones with their bounds: on Conv-2's 64->64 3x3 conv the row-by-row kernels spent most of their time
    between rows. The Wp - OW columns past each output row are scratch (computed and dropped; zero where read).
    These return nonzero where their scratch memory could not be had (the caller then goes row by row). */
-static int64_t *conv_offsets(int64_t O, int64_t Hp, int64_t Wp, int64_t kh, int64_t kw, int64_t dy, int64_t dx,
-                             const int64_t *crow, const int64_t *col) {
-    int64_t *off = malloc((crow[O] + 1) * sizeof(int64_t));
-    if (off)
-        for (int64_t k = 0; k < crow[O]; k++) {
-            const int64_t c = col[k] / (kh * kw), ky = col[k] / kw % kh, kx = col[k] % kw;
-            off[k] = c * Hp * Wp + ky * dy * Wp + kx * dx;
-        }
-    return off;
+/* What the stride-1 kernels work in: each survivor's offset into the padded planes, one sample's C padded planes,
+   and one output-sized plane in the padded pitch. Nonzero (nothing held) where the memory could not be had. */
+struct conv_scratch {
+    int64_t *off;
+    float *planes, *plane;
+};
+
+static int conv_scratch_get(struct conv_scratch *s, int64_t C, int64_t O, int64_t Hp, int64_t Wp, int64_t OH,
+                            int64_t kh, int64_t kw, int64_t dy, int64_t dx, const int64_t *crow, const int64_t *col) {
+    s->off = malloc((crow[O] + 1) * sizeof(int64_t));
+    s->planes = malloc((C * Hp * Wp + 1) * sizeof(float));
+    s->plane = malloc((OH * Wp + 1) * sizeof(float));
+    if (!s->off || !s->planes || !s->plane) {
+        free(s->off), free(s->planes), free(s->plane);
+        return 1;
+    }
+    for (int64_t k = 0; k < crow[O]; k++) {
+        const int64_t c = col[k] / (kh * kw), ky = col[k] / kw % kh, kx = col[k] % kw;
+        s->off[k] = c * Hp * Wp + ky * dy * Wp + kx * dx;
+    }
+    return 0;
 }
+
+static void conv_scratch_free(struct conv_scratch *s) { free(s->off), free(s->planes), free(s->plane); }
 
 /* x[b]'s C planes into xp with py rows and px columns of zeros around each */
 static void conv_pad(const float *x, int64_t C, int64_t H, int64_t W, int64_t py, int64_t px, float *xp) {
@@ -302,23 +316,19 @@ static int conv_s1_forward(int64_t n, int64_t C, int64_t H, int64_t W, int64_t O
                            const int64_t *crow, const int64_t *col, const float *vals, const float *bias,
                            const float *x, float *y) {
     const int64_t Hp = H + 2 * py, Wp = W + 2 * px, L = (OH - 1) * Wp + OW;
-    int64_t *off = conv_offsets(O, Hp, Wp, kh, kw, dy, dx, crow, col);
-    float *xp = malloc((C * Hp * Wp + 1) * sizeof(float)), *acc = malloc((OH * Wp + 1) * sizeof(float));
-    if (!off || !xp || !acc) {
-        free(off), free(xp), free(acc);
-        return 1;
-    }
+    struct conv_scratch s;
+    if (conv_scratch_get(&s, C, O, Hp, Wp, OH, kh, kw, dy, dx, crow, col)) return 1;
     for (int64_t b = 0; b < n; b++) {
-        conv_pad(x + b * C * H * W, C, H, W, py, px, xp);
+        conv_pad(x + b * C * H * W, C, H, W, py, px, s.planes);
         for (int64_t o = 0; o < O; o++) {
             const float start = bias ? bias[o] : 0.0f;
-            for (int64_t i = 0; i < L; i++) acc[i] = start;
-            for (int64_t k = crow[o]; k < crow[o + 1]; k++) lottery_axpy(acc, xp + off[k], vals[k], L);
+            for (int64_t i = 0; i < L; i++) s.plane[i] = start;
+            for (int64_t k = crow[o]; k < crow[o + 1]; k++) lottery_axpy(s.plane, s.planes + s.off[k], vals[k], L);
             float *out = y + (b * O + o) * OH * OW;
-            for (int64_t i = 0; i < OH; i++) memcpy(out + i * OW, acc + i * Wp, OW * sizeof(float));
+            for (int64_t i = 0; i < OH; i++) memcpy(out + i * OW, s.plane + i * Wp, OW * sizeof(float));
         }
     }
-    free(off), free(xp), free(acc);
+    conv_scratch_free(&s);
     return 0;
 }
 
@@ -327,24 +337,20 @@ static int conv_s1_grad_input(int64_t n, int64_t C, int64_t H, int64_t W, int64_
                               const int64_t *crow, const int64_t *col, const float *vals, const float *gy,
                               float *gx) {
     const int64_t Hp = H + 2 * py, Wp = W + 2 * px, L = (OH - 1) * Wp + OW;
-    int64_t *off = conv_offsets(O, Hp, Wp, kh, kw, dy, dx, crow, col);
-    float *gxp = malloc((C * Hp * Wp + 1) * sizeof(float)), *gp = malloc((OH * Wp + 1) * sizeof(float));
-    if (!off || !gxp || !gp) {
-        free(off), free(gxp), free(gp);
-        return 1;
-    }
+    struct conv_scratch s;
+    if (conv_scratch_get(&s, C, O, Hp, Wp, OH, kh, kw, dy, dx, crow, col)) return 1;
     for (int64_t b = 0; b < n; b++) {
-        memset(gxp, 0, C * Hp * Wp * sizeof(float));
+        memset(s.planes, 0, C * Hp * Wp * sizeof(float));
         for (int64_t o = 0; o < O; o++) {
             if (crow[o] == crow[o + 1]) continue;
-            conv_pitch(gy + (b * O + o) * OH * OW, OH, OW, Wp, gp);
-            for (int64_t k = crow[o]; k < crow[o + 1]; k++) lottery_axpy(gxp + off[k], gp, vals[k], L);
+            conv_pitch(gy + (b * O + o) * OH * OW, OH, OW, Wp, s.plane);
+            for (int64_t k = crow[o]; k < crow[o + 1]; k++) lottery_axpy(s.planes + s.off[k], s.plane, vals[k], L);
         }
         for (int64_t c = 0; c < C; c++)  /* the padding's gradient is dropped */
             for (int64_t i = 0; i < H; i++)
-                memcpy(gx + ((b * C + c) * H + i) * W, gxp + (c * Hp + i + py) * Wp + px, W * sizeof(float));
+                memcpy(gx + ((b * C + c) * H + i) * W, s.planes + (c * Hp + i + py) * Wp + px, W * sizeof(float));
     }
-    free(off), free(gxp), free(gp);
+    conv_scratch_free(&s);
     return 0;
 }
 
@@ -353,22 +359,18 @@ static int conv_s1_grad_weight(int64_t n, int64_t C, int64_t H, int64_t W, int64
                                const int64_t *crow, const int64_t *col, const float *x, const float *gy,
                                float *gw) {
     const int64_t Hp = H + 2 * py, Wp = W + 2 * px, L = (OH - 1) * Wp + OW;
-    int64_t *off = conv_offsets(O, Hp, Wp, kh, kw, dy, dx, crow, col);
-    float *xp = malloc((C * Hp * Wp + 1) * sizeof(float)), *gp = malloc((OH * Wp + 1) * sizeof(float));
-    if (!off || !xp || !gp) {
-        free(off), free(xp), free(gp);
-        return 1;
-    }
+    struct conv_scratch s;
+    if (conv_scratch_get(&s, C, O, Hp, Wp, OH, kh, kw, dy, dx, crow, col)) return 1;
     memset(gw, 0, crow[O] * sizeof(float));
     for (int64_t b = 0; b < n; b++) {
-        conv_pad(x + b * C * H * W, C, H, W, py, px, xp);
+        conv_pad(x + b * C * H * W, C, H, W, py, px, s.planes);
         for (int64_t o = 0; o < O; o++) {
             if (crow[o] == crow[o + 1]) continue;
-            conv_pitch(gy + (b * O + o) * OH * OW, OH, OW, Wp, gp);
-            for (int64_t k = crow[o]; k < crow[o + 1]; k++) gw[k] += lottery_dot_long(gp, xp + off[k], L);
+            conv_pitch(gy + (b * O + o) * OH * OW, OH, OW, Wp, s.plane);
+            for (int64_t k = crow[o]; k < crow[o + 1]; k++) gw[k] += lottery_dot_long(s.plane, s.planes + s.off[k], L);
         }
     }
-    free(off), free(xp), free(gp);
+    conv_scratch_free(&s);
     return 0;
 }
 
