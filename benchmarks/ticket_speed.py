@@ -159,11 +159,11 @@ def conv_section(pairs: int) -> None:
         density = sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
         conv_density = masks["features.2.weight"].float().mean().item()
         dense, auto, linear = masked_copy(base, masks), masked_copy(base, masks), masked_copy(base, masks)
-        apply_sparse(auto, masks, "auto", 60, sparse_grad=True)
+        chose = apply_sparse(auto, masks, "auto", 60, sparse_grad=True)
         apply_sparse(linear, {n: m for n, m in masks.items() if not n.startswith("features")}, "auto", 60,
                      sparse_grad=True)
         train_step(auto, masks, x60, y60, True)()  # the convs decide at their first forward (their input size)
-        chose = decisions(auto)
+        chose.update(decisions(auto))
         train = median_ratio(train_step(dense, masks, x60, y60, True), train_step(auto, masks, x60, y60, True), pairs)
         train_linear = median_ratio(train_step(dense, masks, x60, y60, True),
                                     train_step(linear, masks, x60, y60, True), pairs)
@@ -178,6 +178,8 @@ def conv_section(pairs: int) -> None:
         print(f"{round:5d}  {100 * density:6.2f}%  {100 * conv_density:5.2f}%  {train:16.2f}x  {train_linear:10.2f}x  "
               f"{r['csr', 1]:5.2f}x  {r['chosen', 1]:15.2f}x  {r['csr', 60]:6.2f}x  {r['compact', 1]:9.2f}x  "
               f"{r['compact', 60]:10.2f}x  ({said})")
+    if DEVICE.type != "cpu":
+        return  # the sparse convs run on lottery's C kernels: CPU only
     conv = base.features[2]
     print(f"  conv crossover (64->64, 3x3, input [64, 32, 32], batch 60): "
           f"{conv_crossover(conv, (64, 32, 32), 60, DEVICE):.3f}; first conv (3->64, no input gradient): "

@@ -346,7 +346,10 @@ def conv_crossover(conv: nn.Conv2d, size: tuple[int, int, int], batch: int, devi
     masked dense by `MARGIN` for `conv`'s shape on `batch` inputs of `size` (C, H, W; timed at no more than
     CONV_BATCH of them, nor more than CONV_ELEMENTS values) on `device`, measured once and cached. The sparse path is timed at CONV_DENSITIES (in turn
     with the dense one, medians), and where the line through those times first crosses MARGIN times the dense time
-    is returned (0: never; the densest of them when it wins at all: nothing beyond is measured)."""
+    is returned (0: never, as on a device without lottery's C kernels; the densest of them when it wins at all:
+    nothing beyond is measured)."""
+    if torch.device(device).type != "cpu" or kernels.library() is None:
+        return 0.0  # no sparse conv kernel there
     batch = max(1, min(batch, CONV_BATCH, CONV_ELEMENTS // max(1, size[0] * size[1] * size[2])))
     key = ("conv", conv.in_channels, conv.out_channels, _geometry(conv), conv.bias is not None, tuple(size), batch,
            str(device), kernels.name(), input_grad)

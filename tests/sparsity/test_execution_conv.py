@@ -157,6 +157,7 @@ def test_the_conv_crossover_is_where_the_measured_line_crosses():
     conv = nn.Conv2d(2, 3, 3, padding=1)
     found = execution.conv_crossover(conv, (2, 5, 5), 4, repeats=1)
     assert 0.0 <= found <= 0.5 and execution.conv_crossover(conv, (2, 5, 5), 4) == found  # measured once, cached
+    assert execution.conv_crossover(conv, (2, 5, 5), 4, device="meta") == 0.0  # no C kernel there: never timed
 
 
 class ConvModule(Module):
