@@ -277,13 +277,15 @@ DENSITIES = (0.5, 0.4, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01)  # where `crossover` loo
 # and two runs whose paths differ differ in their last bits (summation order)
 MARGIN = 0.95
 WARM_UP_S = 0.05  # of both paths before the first measurement of a shape
+MEASURE_S, MAX_REPEATS = 0.04, 100  # pairs per measurement: as many as take about MEASURE_S, up to MAX_REPEATS
 
 
 def crossover(shape: tuple[int, int], batch: int, device: torch.device | str = "cpu", repeats: int = 15,
               sparse_grad: bool = True, bias: bool = True) -> float:
     """The density below which the sparse path (forward and both gradients) beats masked dense by `MARGIN` for a
     Linear weight of `shape` (with a `bias` or without) at `batch` rows on `device`, measured once (adjacent pairs at
-    a few densities) and cached. `sparse_grad`: the weight gradient as a run will hand it on (see `make_sparse`)."""
+    a few densities: at least `repeats` of them, more where a pair is short) and cached. `sparse_grad`: the weight
+    gradient as a run will hand it on (see `make_sparse`)."""
     key = (tuple(shape), int(batch), str(device), kernels.name(), sparse_grad, bias)  # torch's kernels differ
     if key in _CROSSOVER_CACHE:
         return _CROSSOVER_CACHE[key]
@@ -298,10 +300,15 @@ def crossover(shape: tuple[int, int], batch: int, device: torch.device | str = "
         pattern = Pattern(mask, sparse_grad)
         pattern.keep(weight, pattern.values_of(weight))  # as a SurvivorsStep leaves it between steps
         if not warm:  # a cold process (clock, caches, first calls) misjudged a 100->10 layer's crossover as 0.4
-            start = time.perf_counter()
+            start, calls = time.perf_counter(), 0
             while time.perf_counter() - start < WARM_UP_S:
                 _pair(x, weight, b, mask, pattern, 1)
+                calls += 1
             warm = True
+            # about MEASURE_S a measurement: 15 pairs of LeNet-300-100's 300->100 layer read 0.2 instead of 0.3 in 1
+            # of 6 fresh processes, 100 pairs in none; a large layer keeps the given number (each pair is long)
+            per_pair = (time.perf_counter() - start) / (2 * calls)
+            repeats = max(repeats, min(MAX_REPEATS, int(MEASURE_S / per_pair)))
         # a win counts when a second measurement agrees: one noisy sample should not decide a whole run's path
         if all(sparse_t < MARGIN * dense_t for dense_t, sparse_t in
                (_pair(x, weight, b, mask, pattern, repeats) for _ in range(2))):

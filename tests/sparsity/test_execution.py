@@ -103,6 +103,28 @@ def test_crossover_times_the_path_a_run_takes(monkeypatch):
     assert [(k["bias"], k["sparse_grad"]) for k in asked] == [(False, True), (True, True)]
 
 
+def test_crossover_takes_more_pairs_where_a_pair_is_short(monkeypatch):
+    """15 pairs of a fast layer left its crossover to chance in 1 of 6 processes: short pairs are measured ~40 ms."""
+    import time as clock
+
+    from lottery.sparsity import execution
+
+    for seconds, expected in ((0.0, execution.MAX_REPEATS), (0.01, 15)):
+        asked = []
+
+        def fake(x, weight, bias, mask, pattern, repeats, seconds=seconds):
+            clock.sleep(seconds)
+            if repeats == 1:  # the warm-up
+                return 1.0, 1.0
+            asked.append(repeats)
+            return 1.0, 1.0
+
+        monkeypatch.setattr(execution, "_pair", fake)
+        monkeypatch.setattr(execution, "_CROSSOVER_CACHE", {})
+        crossover((7, 9), 3)
+        assert set(asked) == {expected}
+
+
 def test_crossover_wants_a_win_measured_twice(monkeypatch):
     """One lucky sample must not decide a run's path: at 0.5 the sparse path wins the first measurement only; from
     0.2 down it wins every one. (The measurements themselves are faked here.)"""
