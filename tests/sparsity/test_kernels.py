@@ -246,10 +246,44 @@ def test_the_bound_matrix_vector_product_equals_dense(with_bias):
     assert (ref < 0).any() and (ref > 0).any()  # the ReLU had something to do
 
 
+CONV_GEOMETRIES = [  # in, out, kernel, stride, padding, dilation, H x W: stride 1 on padded planes, else by rows
+    (3, 8, 3, 1, 1, 1, (9, 11)), (3, 4, (3, 2), 1, (2, 1), (2, 1), (10, 9)), (6, 7, 1, 1, 0, 1, (8, 8)),
+    (4, 5, (3, 2), (2, 1), (1, 0), (1, 2), (12, 13)), (2, 3, 5, 3, 2, 1, (17, 16)),
+]
+
+
+@needs_c
+@pytest.mark.parametrize("geometry", CONV_GEOMETRIES)
+def test_the_conv_kernels_equal_dense_ones(geometry):
+    """sparse_conv2d and its two gradients against float64 references: output, input gradient, and the weight
+    gradient at the survivors (a row of the weight without survivors included)."""
+    c, o, k, stride, padding, dilation, size = geometry
+    torch.manual_seed(o)
+    conv = torch.nn.Conv2d(c, o, k, stride, padding, dilation)
+    mask = torch.rand(conv.weight.shape) < 0.3
+    mask[1] = False
+    weight, bias = conv.weight.detach() * mask, conv.bias.detach()
+    x = torch.randn(2, c, *size, dtype=torch.float64, requires_grad=True)
+    w64 = weight.double().requires_grad_()
+    y = torch.nn.functional.conv2d(x, w64, bias.double(), conv.stride, conv.padding, conv.dilation)
+    gy = torch.randn_like(y)
+    y.backward(gy)
+    pattern = Pattern(mask.reshape(o, -1))
+    values = weight.reshape(-1)[pattern.flat].contiguous()
+    geo = (conv.kernel_size, conv.stride, conv.padding, conv.dilation)
+    out = kernels.sparse_conv2d(x.detach().float(), pattern.crow, pattern.col, values, bias, o, y.shape[2:], *geo)
+    gx, gw = kernels.sparse_conv2d_grads(x.detach().float(), gy.float(), pattern.crow, pattern.col, values, *geo,
+                                         (True, True))
+    tol = dict(atol=1e-4, rtol=1e-4, check_dtype=False)
+    torch.testing.assert_close(out, y, **tol)
+    torch.testing.assert_close(gx, x.grad, **tol)
+    torch.testing.assert_close(gw, w64.grad.reshape(-1)[pattern.flat], **tol)
+
+
 @needs_c
 def test_the_portable_build_gives_the_same_products(fresh, monkeypatch):
-    """Built without -march=native (no AVX2 on x86-64: the blocked transpose and the 8-survivor weight gradient are
-    left out), the kernels give the same products."""
+    """Built without -march=native (no AVX2 on x86-64: the blocked transpose, the 8-survivor weight gradient and the
+    convs' vector rows are left out), the kernels give the same products."""
     monkeypatch.setattr(kernels, "FLAGS", ("-O3", "-shared", "-fPIC"))
     assert kernels.library() is not None
     for batch in (1, 17, 60, 130):
@@ -259,3 +293,5 @@ def test_the_portable_build_gives_the_same_products(fresh, monkeypatch):
     for with_bias in (True, False):
         test_the_bound_matrix_vector_product_equals_dense(with_bias)
     test_transpose_pad_reads_any_strides()
+    for geometry in CONV_GEOMETRIES:  # the convs' rows without AVX2's masked tails, dots without its four chains
+        test_the_conv_kernels_equal_dense_ones(geometry)
