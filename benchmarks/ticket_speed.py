@@ -237,10 +237,11 @@ def main() -> None:
     torch.manual_seed(0)
     base = lenet300().to(DEVICE)
     x60, y60, x1 = (t.to(DEVICE) for t in (torch.randn(60, 784), torch.randint(0, 10, (60,)), torch.randn(1, 784)))
+    train_pairs = max(1, args.pairs // 5)  # blocks of steps: a pair is 20 steps, so a fifth as many pairs
     where = torch.cuda.get_device_name() if DEVICE.type == "cuda" else f"{args.threads} thread(s)"
     print(f"torch {torch.__version__}, {where}, {args.pairs} adjacent pairs per figure")
     print("train step: masked dense / sparse path, with the run's fused Adam (ClassificationModule) and with torch's "
-          f"default Adam, {max(1, args.pairs // 5)} pairs of blocks ({TRAIN_WARM} untimed + {TRAIN_BLOCK} timed steps "
+          f"default Adam, {train_pairs} pairs of blocks ({TRAIN_WARM} untimed + {TRAIN_BLOCK} timed steps "
           "per side); step by step: single steps alternating; inference: masked dense / csr export")
     print("round  density  train fused, all sparse  train fused, auto  (torch's kernels)  train default Adam, auto  "
           "fused auto, step by step  inference b1  b1 per-layer  inference b60")
@@ -258,9 +259,9 @@ def main() -> None:
         ratios = []
         for fused, model, which in ((True, sparse, "auto"), (True, auto, "auto"), (True, on_torch, "torch"),
                                     (False, auto, "auto")):
-            with kernels.using(which):  # blocks of steps: a pair is 20 steps, so a fifth as many pairs
+            with kernels.using(which):
                 ratios.append(median_ratio(train_step(dense, masks, x60, y60, fused),
-                                           train_step(model, masks, x60, y60, fused), max(1, args.pairs // 5),
+                                           train_step(model, masks, x60, y60, fused), train_pairs,
                                            TRAIN_BLOCK, TRAIN_WARM))
         one_by_one = median_ratio(train_step(dense, masks, x60, y60, True), train_step(auto, masks, x60, y60, True),
                                   args.pairs)

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from lottery.sparsity import kernels
-from lottery.sparsity.execution import conv_refusal
+from lottery.sparsity.execution import conv_geometry, conv_out_size, conv_refusal
 
 
 def to_csr(weight: Tensor) -> Tensor:
@@ -198,8 +198,7 @@ class CSRConv2d(_KernelLayer):
         if unbatched:
             x = x.unsqueeze(0)
         n, _, h, w = x.shape
-        size = [(s + 2 * p - d * (k - 1) - 1) // st + 1 for s, p, d, k, st in
-                zip((h, w), self.padding, self.dilation, self.kernel_size, self.stride)]
+        size = conv_out_size(h, w, conv_geometry(self))
         parts = c_parts(self, x)
         if parts is not None:  # a direct sparse convolution: no unfolded copy of the input (lottery.sparsity.kernels)
             y = kernels.sparse_conv2d(x.contiguous(), *parts, self.out_channels, size, self.kernel_size, self.stride,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 import types
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -104,17 +104,21 @@ class Pattern:
 
     def dense_of(self, grad: Tensor) -> Tensor:
         """A sparse weight gradient (`gradient`, or a sum of them) as a dense one; torch's to_dense is ~10x slower."""
-        dense = torch.zeros(self.shape[0] * self.shape[1], dtype=grad.dtype, device=grad.device)
         if grad._indices().data_ptr() == self.coo.data_ptr():
-            return dense.scatter_(0, self.flat, grad._values()).view(self.weight_shape)
+            return self.scattered(grad._values())
+        dense = torch.zeros(self.shape[0] * self.shape[1], dtype=grad.dtype, device=grad.device)
         rows, cols = grad._indices()
         return dense.scatter_add_(0, rows * self.shape[1] + cols, grad._values()).view(self.weight_shape)  # repeats
+
+    def scattered(self, values: Tensor) -> Tensor:
+        """The survivors' values in a tensor of the weight's shape, zero elsewhere."""
+        dense = torch.zeros(self.shape[0] * self.shape[1], dtype=values.dtype, device=values.device)
+        return dense.scatter_(0, self.flat, values).view(self.weight_shape)
 
     def gradient(self, values: Tensor) -> Tensor:
         """The weight gradient from its survivors' values: survivor-sized (sparse COO) or dense with zeros."""
         if not self.sparse_grad:
-            dense = torch.zeros(self.shape[0] * self.shape[1], dtype=values.dtype, device=values.device)
-            return dense.scatter_(0, self.flat, values).view(self.weight_shape)
+            return self.scattered(values)
         return torch.sparse_coo_tensor(self.coo, values, self.shape, is_coalesced=True, check_invariants=False)
 
 
@@ -183,11 +187,12 @@ def conv_refusal(conv: nn.Conv2d) -> str | None:
     return None
 
 
-def _geometry(conv: nn.Conv2d) -> Geometry:
+def conv_geometry(conv: nn.Module) -> Geometry:
+    """A conv's (kernel_size, stride, padding, dilation), as the sparse kernels take them."""
     return conv.kernel_size, conv.stride, conv.padding, conv.dilation
 
 
-def _out_size(h: int, w: int, geometry: Geometry) -> list[int]:
+def conv_out_size(h: int, w: int, geometry: Geometry) -> list[int]:
     """A conv's output height and width (torch.nn.Conv2d's formula)."""
     return [(s + 2 * p - d * (k - 1) - 1) // st + 1 for s, k, st, p, d in zip((h, w), *geometry)]
 
@@ -201,7 +206,7 @@ class _SparseConv2d(torch.autograd.Function):
                 geometry: Geometry) -> Tensor:
         values, x = pattern.values_of(weight), x.contiguous()
         y = kernels.sparse_conv2d(x, pattern.crow, pattern.col, values, None if bias is None else bias.contiguous(),
-                                  weight.shape[0], _out_size(*x.shape[2:], geometry), *geometry)
+                                  weight.shape[0], conv_out_size(*x.shape[2:], geometry), *geometry)
         ctx.pattern, ctx.geometry, ctx.has_bias = pattern, geometry, bias is not None
         ctx.x, ctx.values = x, values  # intermediates (x may be a contiguous copy): kept on ctx, as autograd allows
         return y
@@ -219,8 +224,8 @@ def _sparse_conv_forward(self: nn.Conv2d, x: Tensor) -> Tensor:
     if not kernels.usable(x, self.weight):  # no C kernel for these (dtype, device): the masked weight, dense
         return self._conv_forward(x, self.weight, self.bias)
     if x.dim() == 3:  # unbatched
-        return _SparseConv2d.apply(x[None], self.weight, self.bias, self._lottery_pattern, _geometry(self))[0]
-    return _SparseConv2d.apply(x, self.weight, self.bias, self._lottery_pattern, _geometry(self))
+        return _SparseConv2d.apply(x[None], self.weight, self.bias, self._lottery_pattern, conv_geometry(self))[0]
+    return _SparseConv2d.apply(x, self.weight, self.bias, self._lottery_pattern, conv_geometry(self))
 
 
 def make_sparse(layer: nn.Linear | nn.Conv2d, mask: Tensor, sparse_grad: bool = False) -> None:
@@ -305,8 +310,9 @@ def crossover(shape: tuple[int, int], batch: int, device: torch.device | str = "
                 _pair(x, weight, b, mask, pattern, 1)
                 calls += 1
             warm = True
-            # about MEASURE_S a measurement: 15 pairs of LeNet-300-100's 300->100 layer read 0.2 instead of 0.3 in 1
-            # of 6 fresh processes, 100 pairs in none; a large layer keeps the given number (each pair is long)
+            # about MEASURE_S a measurement, so that a fast layer's median rests on more than 15 pairs; a large layer
+            # keeps the given number (each pair is long). It did not make LeNet-300-100's crossovers stable: 33 of 39
+            # fresh processes read 0.4, 0.3, never, as 5 of 6 did with 15 pairs; the rest read lower
             per_pair = (time.perf_counter() - start) / (2 * calls)
             repeats = max(repeats, min(MAX_REPEATS, int(MEASURE_S / per_pair)))
         # a win counts when a second measurement agrees: one noisy sample should not decide a whole run's path
@@ -323,23 +329,32 @@ def _pair(x: Tensor, weight: nn.Parameter, bias: nn.Parameter | None, mask: Tens
     """Median seconds of a dense and a sparse training pass of one layer, measured alternately (adjacent pairs):
     forward and backward from gradients set to None (as a training step starts), and on the dense side the pruned
     gradients zeroed (the Masker's work, which the sparse path has none of)."""
-    dense, sparse = [], []
     masked = (weight * mask).detach().requires_grad_()
     keep = mask.to(weight.dtype)  # as the Masker holds it
-    for _ in range(repeats + 1):
-        masked.grad = weight.grad = None
-        if bias is not None:
-            bias.grad = None
-        start = time.perf_counter()
+
+    def dense() -> None:
         nn.functional.linear(x, masked, bias).sum().backward()
         masked.grad.mul_(keep)
-        dense.append(time.perf_counter() - start)
-        if bias is not None:
-            bias.grad = None
-        start = time.perf_counter()
-        _SparseLinear.apply(x, weight, bias, pattern).sum().backward()
-        sparse.append(time.perf_counter() - start)
-    return sorted(dense[1:])[repeats // 2], sorted(sparse[1:])[repeats // 2]
+
+    dense_t, sparse_t = _medians([dense, lambda: _SparseLinear.apply(x, weight, bias, pattern).sum().backward()],
+                                 repeats, [masked, weight, bias])
+    return dense_t, sparse_t
+
+
+def _medians(passes: list[Callable[[], None]], repeats: int, params: list[Tensor | None]) -> list[float]:
+    """Median seconds of each training pass, the passes run in turn `repeats` times after one untimed round, each
+    from the gradients of `params` set to None (as a training step starts)."""
+    times: list[list[float]] = [[] for _ in passes]
+    for i in range(repeats + 1):
+        for t, one in zip(times, passes):
+            for p in params:
+                if p is not None:
+                    p.grad = None
+            start = time.perf_counter()
+            one()
+            if i:  # the first round warms up
+                t.append(time.perf_counter() - start)
+    return [sorted(t)[repeats // 2] for t in times]
 
 
 CONV_DENSITIES = (0.02, 0.2, 0.5)  # where `conv_crossover` times the sparse path (its cost is near linear in them)
@@ -351,22 +366,22 @@ def conv_crossover(conv: nn.Conv2d, size: tuple[int, int, int], batch: int, devi
                    input_grad: bool = True, repeats: int = 7) -> float:
     """The density below which the sparse path (forward and both gradients, `input_grad`: with the input's) beats
     masked dense by `MARGIN` for `conv`'s shape on `batch` inputs of `size` (C, H, W; timed at no more than
-    CONV_BATCH of them, nor more than CONV_ELEMENTS values) on `device`, measured once and cached. The sparse path is timed at CONV_DENSITIES (in turn
-    with the dense one, medians), and where the line through those times first crosses MARGIN times the dense time
-    is returned (0: never, as on a device without lottery's C kernels; the densest of them when it wins at all:
-    nothing beyond is measured)."""
+    CONV_BATCH of them, nor more than CONV_ELEMENTS values) on `device`, measured once and cached. The sparse path
+    is timed at CONV_DENSITIES (in turn with the dense one, medians), and where the line through those times first
+    crosses MARGIN times the dense time is returned (0: never, as on a device without lottery's C kernels; the
+    densest of them when it wins at all: nothing beyond is measured)."""
     if torch.device(device).type != "cpu" or kernels.library() is None:
         return 0.0  # no sparse conv kernel there
     batch = max(1, min(batch, CONV_BATCH, CONV_ELEMENTS // max(1, size[0] * size[1] * size[2])))
-    key = ("conv", conv.in_channels, conv.out_channels, _geometry(conv), conv.bias is not None, tuple(size), batch,
-           str(device), kernels.name(), input_grad)
+    key = ("conv", conv.in_channels, conv.out_channels, conv_geometry(conv), conv.bias is not None, tuple(size),
+           batch, str(device), kernels.name(), input_grad)
     if key in _CROSSOVER_CACHE:
         return _CROSSOVER_CACHE[key]
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(batch, *size, generator=gen).to(device).requires_grad_(input_grad)
     weight = nn.Parameter(torch.randn(conv.weight.shape, generator=gen).to(device))
     bias = nn.Parameter(torch.randn(conv.out_channels, generator=gen).to(device)) if conv.bias is not None else None
-    geometry = _geometry(conv)
+    geometry = conv_geometry(conv)
     masks = [torch.rand(conv.weight.shape, generator=gen).to(device) < d for d in CONV_DENSITIES]
     patterns = [Pattern(m) for m in masks]
     for pattern in patterns:
@@ -380,17 +395,7 @@ def conv_crossover(conv: nn.Conv2d, size: tuple[int, int, int], batch: int, devi
 
     passes = [dense, *(lambda p=p: _SparseConv2d.apply(x, weight, bias, p, geometry).sum().backward()
                        for p in patterns)]
-    times = [[] for _ in passes]
-    for i in range(repeats + 1):
-        for t, one in zip(times, passes):
-            x.grad = masked.grad = weight.grad = None
-            if bias is not None:
-                bias.grad = None
-            start = time.perf_counter()
-            one()
-            if i:  # the first round warms up
-                t.append(time.perf_counter() - start)
-    dense_t, *sparse_t = (sorted(t)[repeats // 2] for t in times)
+    dense_t, *sparse_t = _medians(passes, repeats, [x, masked, weight, bias])
     _CROSSOVER_CACHE[key] = found = crossing(MARGIN * dense_t, CONV_DENSITIES, sparse_t)
     return found
 
